@@ -1,0 +1,1 @@
+"""Cryptographic suite v1 and canonical encoding."""

@@ -262,6 +262,12 @@ class NoMesh(LocalError):
     )
 
 
+class TooManyConnections(LocalError):
+    reason = "busy"
+    code = -32077
+    default_message = "The daemon is serving too many connections; try again"
+
+
 def all_error_classes() -> list[type[MeshError]]:
     """Every error class in the tree, root first, for documentation."""
     found: list[type[MeshError]] = []

@@ -1,0 +1,138 @@
+"""The event bus: what happened on this device, with increasing ids.
+
+Every event gets the next id of this daemon run. A bounded ring keeps the
+most recent ones so a client that reconnects can ask for everything after
+the last id it saw (``since``) and miss nothing, as long as it was not away
+for longer than the ring holds; the subscribe answer says when it was.
+
+Ids restart at 1 when the daemon restarts. A client that asks for a
+``since`` above the newest id is therefore talking to a restarted daemon and
+gets the whole ring.
+
+Subscribers each have a bounded queue. One that does not keep up is dropped
+(its stream ends) rather than slowing the daemon; it reconnects with
+``since`` and catches up from the ring.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+logger = logging.getLogger(__name__)
+
+# A few hours of a busy mesh; each event is a few hundred bytes.
+DEFAULT_RING_SIZE = 1000
+# Events a subscriber may have waiting before it is dropped.
+SUBSCRIBER_QUEUE = 256
+
+
+@dataclass(frozen=True)
+class Event:
+    """One event: ``type`` like ``device.unlocked``, ``data`` a JSON object."""
+
+    id: int
+    type: str
+    time: float
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "type": self.type, "time": self.time, "data": self.data}
+
+
+@dataclass(frozen=True)
+class Replay:
+    """What a new subscriber gets first: the ring's events after ``since``.
+
+    ``missed`` is true when events after ``since`` have already left the ring.
+    """
+
+    events: tuple[Event, ...]
+    latest: int
+    missed: bool
+
+
+class Subscription:
+    """A live feed of events; iterate it, and close it when done."""
+
+    def __init__(self, bus: EventBus) -> None:
+        self._bus = bus
+        self._send, self.receive = trio.open_memory_channel[Event](SUBSCRIBER_QUEUE)
+
+    def offer(self, event: Event) -> bool:
+        """Queue ``event``; False when this subscriber fell behind."""
+        try:
+            self._send.send_nowait(event)
+        except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+            return False
+        return True
+
+    def close(self) -> None:
+        self._bus.unsubscribe(self)
+        self._send.close()
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Event:
+        try:
+            return await self.receive.receive()
+        except trio.EndOfChannel:
+            raise StopAsyncIteration from None
+
+
+class EventBus:
+    """Publishes events to subscribers and keeps the recent ones."""
+
+    def __init__(self, ring_size: int = DEFAULT_RING_SIZE) -> None:
+        self._ring: deque[Event] = deque(maxlen=ring_size)
+        self._subscribers: list[Subscription] = []
+        self._latest = 0
+
+    @property
+    def latest(self) -> int:
+        return self._latest
+
+    def publish(self, type: str, **data: Any) -> Event:
+        """Record an event and hand it to every subscriber."""
+        self._latest += 1
+        event = Event(self._latest, type, math.floor(time.time() * 1000) / 1000, data)
+        self._ring.append(event)
+
+        for subscription in list(self._subscribers):
+            if not subscription.offer(event):
+                logger.warning(
+                    "Event subscriber dropped: it fell behind at event %d", event.id
+                )
+                subscription.close()
+        return event
+
+    def subscribe(self, since: int | None) -> tuple[Subscription, Replay]:
+        """A live subscription and the ring's events after ``since``.
+
+        Both come from the same instant, so no event is lost or repeated
+        between the replay and the live feed.
+        """
+        subscription = Subscription(self)
+        self._subscribers.append(subscription)
+        return subscription, self.replay(since)
+
+    def replay(self, since: int | None) -> Replay:
+        if since is None:
+            return Replay((), self._latest, False)
+        if since > self._latest:
+            # Ids above the newest come from before a restart: send everything.
+            since = 0
+        events = tuple(event for event in self._ring if event.id > since)
+        oldest = self._ring[0].id if self._ring else self._latest + 1
+        return Replay(events, self._latest, since + 1 < oldest)
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        if subscription in self._subscribers:
+            self._subscribers.remove(subscription)

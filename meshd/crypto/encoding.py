@@ -26,6 +26,7 @@ To define a record::
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import types
 import typing
 from typing import Any, ClassVar, TypeVar, Union, get_args, get_origin
@@ -74,21 +75,38 @@ class Record:
 
 
 def _unpack(data: bytes, limit: int) -> Any:
+    # unpackb takes per-type length limits; the total was checked by the caller.
     try:
         return msgpack.unpackb(
             data,
             raw=False,
             strict_map_key=True,
             use_list=True,
-            max_buffer_size=limit,
+            object_pairs_hook=_canonical_map,
             max_bin_len=limit,
             max_str_len=limit,
             max_array_len=limit,
             max_map_len=limit,
             max_ext_len=0,
         )
+    except DecodeError:
+        raise
     except Exception as exc:  # msgpack raises many unrelated types
         raise DecodeError("The bytes are not valid msgpack") from exc
+
+
+def _canonical_map(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+    """Build a map only if its keys are of one type, sorted and unique.
+
+    msgpack itself keeps the last of duplicate keys and cannot order str
+    against bytes, so both would otherwise slip through or crash.
+    """
+    keys = [key for key, _ in pairs]
+    if len({type(key) for key in keys}) > 1:
+        raise DecodeError("Map keys are of mixed types")
+    if any(left >= right for left, right in itertools.pairwise(keys)):
+        raise DecodeError("Map keys are not sorted and unique")
+    return dict(pairs)
 
 
 def peek_tag(data: bytes) -> tuple[str, int]:
@@ -148,6 +166,8 @@ def _record_from_wire(cls: type[R], value: Any, where: str) -> R:
     tag, version, *items = value
     if tag != cls.TAG:
         raise DecodeError(f"{where}: expected a {cls.TAG} record, found {tag!r}")
+    if type(version) is not int:
+        raise DecodeError(f"{where}: {cls.TAG} version is not an integer")
     if version != cls.VERSION:
         raise UnknownVersion(
             f"{where}: {cls.TAG} version {version!r} is not known", version=str(version)

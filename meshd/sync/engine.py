@@ -1,0 +1,227 @@
+"""The sync engine: exchange mesh objects with one storage or peer.
+
+Theory of operation
+-------------------
+The engine knows object *names* (:mod:`meshd.sync.layout`) and moves opaque
+bytes; what an object means is the business of the device's local side, a
+:class:`LocalParty`, which verifies every object before it trusts it. The
+same engine serves storage backends (fsspec) and, later, peers on the LAN or
+over Bluetooth: anything that can list, get and put named objects is an
+:class:`ObjectStore`.
+
+One round:
+
+1. List the mesh folder once.
+2. Push: every object the local side publishes that the listing lacks.
+3. Pull: every listed object the local side still wants, fetched in
+   dependency order (mesh log by position first, since it decides who may
+   write anything else; then snapshots, proposals, approvals, segments by
+   sequence, heads last) and handed to the local side one at a time.
+
+What the local side says of each pulled object is final for this round:
+*accepted*, *duplicate*, *held* (kept locally and retried by the local side
+when what it waits for arrives) or *rejected* (it broke the rules). Rejected
+names are remembered so a hostile object costs one fetch, not one per poll,
+and each rejection is recorded as a :class:`Problem` that status shows. A
+failure of one object never stops the round.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from meshd.errors import MeshError, NotFound, ProtocolError
+from meshd.sync.layout import (
+    ApprovalName,
+    HeadName,
+    LogEntryName,
+    ObjectName,
+    ProposalRequestName,
+    SegmentName,
+    SnapshotName,
+    parse_name,
+)
+
+logger = logging.getLogger(__name__)
+
+# Status shows the most recent problems; older ones are dropped so a hostile
+# storage cannot grow the daemon's memory without bound.
+MAX_PROBLEMS = 100
+
+
+class Outcome(enum.Enum):
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    HELD = "held"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the local side decided about one pulled object."""
+
+    outcome: Outcome
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Tamper or freshness evidence about one object, for status."""
+
+    name: str
+    reason: str
+    detail: str
+
+
+@dataclass
+class RoundReport:
+    """What one round did."""
+
+    pushed: int = 0
+    pulled: int = 0
+    held: int = 0
+    rejected: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+
+class ObjectStore(Protocol):
+    """Where objects live: a storage backend or a peer connection."""
+
+    async def list_names(self) -> list[str]:
+        """Every name under the mesh folder, relative to it."""
+        ...
+
+    async def get(self, name: str) -> bytes:
+        """The object's bytes. Raises NotFound when it is gone."""
+        ...
+
+    async def put_immutable(self, name: str, data: bytes) -> None: ...
+
+    async def put_mutable(self, name: str, data: bytes) -> None: ...
+
+
+class LocalParty(Protocol):
+    """The device's side of the exchange."""
+
+    def outgoing(self) -> Iterable[tuple[ObjectName, bytes]]:
+        """Every object this device publishes (its own and those it relays)."""
+        ...
+
+    def wants(self, name: ObjectName) -> bool:
+        """Whether the object is unknown locally and worth fetching."""
+        ...
+
+    def receive(self, name: ObjectName, data: bytes) -> Verdict:
+        """Check and keep (or hold, or reject) one object."""
+        ...
+
+    def after_round(self) -> None:
+        """Called once a round ends: retry held objects, finalize, etc."""
+        ...
+
+
+def pull_order(name: ObjectName) -> tuple[int, str, int]:
+    """Sort key that fetches objects after what they depend on."""
+    match name:
+        case LogEntryName(position=position):
+            return (0, "", position)
+        case SnapshotName(generation=generation):
+            return (1, "", generation)
+        case ProposalRequestName(proposal_id=proposal_id):
+            return (2, proposal_id, 0)
+        case ApprovalName(proposal_id=proposal_id):
+            return (3, proposal_id, 0)
+        case SegmentName(device_id=device_id, first_seq=first_seq):
+            return (4, device_id, first_seq)
+        case HeadName(device_id=device_id):
+            return (5, device_id, 0)
+    return (9, "", 0)
+
+
+def parse_listing(paths: Iterable[str]) -> dict[str, ObjectName]:
+    """Known names of a listing; junk is ignored with a debug line."""
+    names: dict[str, ObjectName] = {}
+    for path in paths:
+        parsed = parse_name(path)
+        if parsed is None:
+            logger.debug("Sync listing: ignoring %r", path[:120])
+            continue
+        names[parsed.path] = parsed
+    return names
+
+
+class SyncEngine:
+    """Runs rounds between one :class:`LocalParty` and one :class:`ObjectStore`."""
+
+    def __init__(self, party: LocalParty, store: ObjectStore) -> None:
+        self.party = party
+        self.store = store
+        self.problems: deque[Problem] = deque(maxlen=MAX_PROBLEMS)
+        self._rejected: set[str] = set()
+
+    async def run_round(self) -> RoundReport:
+        """One listing, then push, then pull. Raises StorageUnavailable when the
+        store cannot be listed at all; single-object failures are recorded."""
+        report = RoundReport()
+        listed = parse_listing(await self.store.list_names())
+        await self._push(listed, report)
+        await self._pull(listed, report)
+        self.party.after_round()
+        return report
+
+    async def _push(self, listed: dict[str, ObjectName], report: RoundReport) -> None:
+        for name, data in self.party.outgoing():
+            if name.mutable:
+                await self.store.put_mutable(name.path, data)
+            elif name.path in listed:
+                continue
+            else:
+                await self.store.put_immutable(name.path, data)
+            report.pushed += 1
+
+    async def _pull(self, listed: dict[str, ObjectName], report: RoundReport) -> None:
+        wanted = [
+            name
+            for path, name in listed.items()
+            if path not in self._rejected and self.party.wants(name)
+        ]
+        for name in sorted(wanted, key=pull_order):
+            verdict = await self._fetch_one(name)
+            if verdict is None:
+                continue
+            self._count(name, verdict, report)
+
+    async def _fetch_one(self, name: ObjectName) -> Verdict | None:
+        try:
+            data = await self.store.get(name.path)
+        except NotFound:
+            # Listed a moment ago, gone now: storage dropped it or is
+            # eventually consistent. Try again next round.
+            logger.debug("Sync pull: %s vanished after listing", name.path)
+            return None
+        except ProtocolError as exc:
+            return Verdict(Outcome.REJECTED, exc.reason)
+        try:
+            return self.party.receive(name, data)
+        except MeshError as exc:
+            return Verdict(Outcome.REJECTED, exc.reason)
+
+    def _count(self, name: ObjectName, verdict: Verdict, report: RoundReport) -> None:
+        if verdict.outcome in (Outcome.ACCEPTED, Outcome.DUPLICATE):
+            report.pulled += verdict.outcome is Outcome.ACCEPTED
+            return
+        if verdict.outcome is Outcome.HELD:
+            report.held += 1
+            return
+        if not name.mutable:
+            self._rejected.add(name.path)
+        problem = Problem(name.path, verdict.reason, "rejected")
+        self.problems.append(problem)
+        report.problems.append(problem)
+        report.rejected += 1
+        logger.warning("Sync pull: rejected %s (%s)", name.path, verdict.reason)

@@ -1,0 +1,135 @@
+"""The sync engine's rounds, against an in-memory object store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from meshd.errors import NotFound
+from meshd.sync.engine import Outcome, SyncEngine, Verdict
+from meshd.sync.layout import (
+    HeadName,
+    LogEntryName,
+    ObjectName,
+    SegmentName,
+    log_entry_name,
+    parse_name,
+    segment_name,
+)
+
+DEVICE = "AAAA-BBBB-CCCC-DDDD-EEEE-FFFF-GGGG-HHHH-2222-3333-4444-5555-6666"
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+        self.gets: list[str] = []
+        self.lists = 0
+
+    async def list_names(self) -> list[str]:
+        self.lists += 1
+        return list(self.objects)
+
+    async def get(self, name: str) -> bytes:
+        self.gets.append(name)
+        if name not in self.objects:
+            raise NotFound(name)
+        return self.objects[name]
+
+    async def put_immutable(self, name: str, data: bytes) -> None:
+        self.objects.setdefault(name, data)
+
+    async def put_mutable(self, name: str, data: bytes) -> None:
+        self.objects[name] = data
+
+
+class RecordingParty:
+    def __init__(self, publish: Iterable[tuple[ObjectName, bytes]] = ()) -> None:
+        self.publish = list(publish)
+        self.received: list[str] = []
+        self.known: set[str] = set()
+        self.reject: set[str] = set()
+        self.rounds = 0
+
+    def outgoing(self) -> Iterable[tuple[ObjectName, bytes]]:
+        return self.publish
+
+    def wants(self, name: ObjectName) -> bool:
+        return name.path not in self.known
+
+    def receive(self, name: ObjectName, data: bytes) -> Verdict:
+        self.received.append(name.path)
+        if name.path in self.reject:
+            return Verdict(Outcome.REJECTED, "bad_signature")
+        self.known.add(name.path)
+        return Verdict(Outcome.ACCEPTED)
+
+    def after_round(self) -> None:
+        self.rounds += 1
+
+
+async def test_pull_fetches_the_mesh_log_before_ops_and_heads() -> None:
+    store = MemoryStore()
+    segment = segment_name(DEVICE, 1, 3, b"ops")
+    entries = [log_entry_name(position, bytes([position])) for position in (2, 0, 1)]
+    for name in [HeadName(DEVICE), segment, *entries]:
+        store.objects[name.path] = b"x"
+    party = RecordingParty()
+
+    await SyncEngine(party, store).run_round()
+
+    kinds = [type(parse_name(path)) for path in party.received]
+    assert kinds == [LogEntryName] * 3 + [SegmentName, HeadName]
+    positions = [parse_name(path) for path in party.received[:3]]
+    assert [name.position for name in positions if isinstance(name, LogEntryName)] == [
+        0,
+        1,
+        2,
+    ]
+
+
+async def test_sync_client_junk_is_ignored_and_costs_no_fetch() -> None:
+    store = MemoryStore()
+    entry = log_entry_name(0, b"genesis")
+    store.objects[entry.path] = b"genesis"
+    store.objects[f"{entry.path} (conflicted copy).seg"] = b"junk"
+    store.objects["log/.x.icloud"] = b"junk"
+    store.objects["../escape"] = b"junk"
+    party = RecordingParty()
+
+    await SyncEngine(party, store).run_round()
+
+    assert store.gets == [entry.path]
+
+
+async def test_a_rejected_object_is_fetched_once_and_shown_as_a_problem() -> None:
+    store = MemoryStore()
+    entry = log_entry_name(0, b"forged")
+    store.objects[entry.path] = b"forged"
+    party = RecordingParty()
+    party.reject.add(entry.path)
+    engine = SyncEngine(party, store)
+
+    first = await engine.run_round()
+    await engine.run_round()
+
+    assert store.gets == [entry.path]
+    assert first.rejected == 1
+    assert [problem.reason for problem in engine.problems] == ["bad_signature"]
+
+
+async def test_push_writes_only_what_the_listing_lacks_and_always_the_head() -> None:
+    store = MemoryStore()
+    present = log_entry_name(0, b"genesis")
+    missing = log_entry_name(1, b"next")
+    store.objects[present.path] = b"genesis"
+    party = RecordingParty(
+        [(present, b"genesis"), (missing, b"next"), (HeadName(DEVICE), b"head")]
+    )
+    party.known = {present.path, missing.path}
+
+    report = await SyncEngine(party, store).run_round()
+
+    assert report.pushed == 2
+    assert store.objects[missing.path] == b"next"
+    assert store.objects[HeadName(DEVICE).path] == b"head"
+    assert store.lists == 1

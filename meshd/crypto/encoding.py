@@ -33,7 +33,7 @@ from typing import Any, ClassVar, TypeVar, Union, get_args, get_origin
 
 import msgpack
 
-from meshd.errors import DecodeError, TooLarge, UnknownVersion
+from meshd.errors import DecodeError, InvalidInput, TooLarge, UnknownVersion
 
 DEFAULT_MAX_SIZE = 256 * 1024
 HARD_MAX_SIZE = 64 * 1024 * 1024
@@ -183,7 +183,8 @@ def _record_from_wire(cls: type[R], value: Any, where: str) -> R:
     }
     try:
         return cls(**kwargs)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, InvalidInput) as exc:
+        # A record that checks its own fields reports a bad one as malformed.
         raise DecodeError(f"{where}: {exc}") from exc
 
 

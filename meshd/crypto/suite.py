@@ -54,6 +54,7 @@ _MAX_POWER_BUCKET = 1 << 20
 _PAD_HEADER = struct.Struct(">I")
 
 _DECRYPTION_FAILED = "The ciphertext cannot be decrypted"
+_BASE32_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 
 
 class Context(enum.Enum):
@@ -110,17 +111,28 @@ def did_from_genesis(genesis_hash: bytes) -> str:
     return "did:human:" + base32_text(genesis_hash).lower()
 
 
+def _is_canonical_hash_text(compact: str) -> bool:
+    """Whether ``compact`` is the exact base32 text of a 32-byte hash.
+
+    52 characters carry 260 bits, so the last one has 4 unused bits that must
+    be zero; otherwise two spellings would name the same device.
+    """
+    if len(compact) != 52 or any(ch not in _BASE32_ALPHABET for ch in compact):
+        return False
+    return base32_text(base64.b32decode(compact + "====")) == compact
+
+
 def normalize_device_id(text: str) -> str:
     """Accept a device id typed with any case, dashes or spaces.
 
     Raises:
         InvalidInput: the text is not a device id.
     """
-    compact = "".join(ch for ch in text.upper() if ch not in "- ")
-    if len(compact) != 52 or any(
-        ch not in "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567" for ch in compact
-    ):
+    # Upper-case only ASCII: a dotless i upper-cases to "I", not what was shown.
+    compact = "".join(ch for ch in text if ch not in "- ")
+    if not compact.isascii() or not _is_canonical_hash_text(compact.upper()):
         raise InvalidInput(f"{text!r} is not a device id", field="device_id")
+    compact = compact.upper()
     return group_text(compact)
 
 
@@ -201,7 +213,7 @@ def verify(
         nacl.signing.VerifyKey(signing_public_key).verify(
             signing_message(context, payload), signature
         )
-    except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError) as exc:
+    except nacl.exceptions.CryptoError as exc:
         raise BadSignature() from exc
 
 
@@ -209,7 +221,7 @@ def verify_raw(signing_public_key: bytes, message: bytes, signature: bytes) -> b
     """Plain Ed25519 verification without a context (test vectors, baselines)."""
     try:
         nacl.signing.VerifyKey(signing_public_key).verify(message, signature)
-    except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError):
+    except nacl.exceptions.CryptoError:
         return False
     return True
 
@@ -295,7 +307,13 @@ def new_payload_key() -> bytes:
 
 
 def encrypt(key: bytes, plaintext: bytes, aad: AssociatedData) -> bytes:
-    """Pad and encrypt; returns ``nonce || ciphertext``."""
+    """Pad and encrypt; returns ``nonce || ciphertext``.
+
+    Raises:
+        InvalidInput: the payload key is not 32 bytes.
+    """
+    if len(key) != PAYLOAD_KEY_SIZE:
+        raise InvalidInput("A payload key must be 32 bytes")
     nonce = os.urandom(NONCE_SIZE)
     ciphertext = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(
         pad(plaintext), aad.encode(), nonce, key

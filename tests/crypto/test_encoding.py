@@ -18,7 +18,7 @@ from meshd.crypto.encoding import (
     Signed,
     peek_tag,
 )
-from meshd.errors import DecodeError, TooLarge, UnknownVersion
+from meshd.errors import DecodeError, InvalidInput, TooLarge, UnknownVersion
 from meshd.keystore import DeviceSecrets, KeyPairSecret, KeystoreFile
 
 from .strategies import (
@@ -314,3 +314,21 @@ def test_deeply_nested_records_are_rejected_without_crashing() -> None:
 def test_non_bytes_input_is_rejected() -> None:
     with pytest.raises(DecodeError):
         Sample.decode("text")  # type: ignore[arg-type]
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckedKey(Record):
+    """A record that validates a field the way product records do."""
+
+    TAG: ClassVar[str] = "test-checked-key"
+    key: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.key) != 32:
+            raise InvalidInput("A key must be 32 bytes")
+
+
+def test_a_record_that_rejects_its_own_fields_is_reported_as_malformed() -> None:
+    with pytest.raises(DecodeError):
+        CheckedKey.decode(pack([CheckedKey.TAG, 1, b"short"]))
+    assert CheckedKey.decode(CheckedKey(bytes(32)).encode()) == CheckedKey(bytes(32))

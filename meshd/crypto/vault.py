@@ -73,14 +73,25 @@ def share_commitment(vault_public: bytes, share: VaultShare) -> bytes:
     return blake2b(share.value, key=key, person=_COMMITMENT_PERSON)
 
 
+def check_share_shape(share: VaultShare) -> None:
+    """Raises:
+    CorruptShare: the share cannot be a share of any vault (size or index).
+    """
+    if (
+        type(share.value) is not bytes
+        or len(share.value) != SHARE_SIZE
+        or not 1 <= share.index <= MAX_SHARES
+    ):
+        raise CorruptShare(
+            f"Share {share.index} has the wrong shape", share=share.index
+        )
+
+
 def check_share(vault_public: bytes, commitment: bytes, share: VaultShare) -> None:
     """Raises:
     CorruptShare: the share does not match its published commitment.
     """
-    if len(share.value) != SHARE_SIZE or not 1 <= share.index <= MAX_SHARES:
-        raise CorruptShare(
-            f"Share {share.index} has the wrong shape", share=share.index
-        )
+    check_share_shape(share)
     if not constant_time_equal(share_commitment(vault_public, share), commitment):
         raise CorruptShare(
             f"Share {share.index} does not match its commitment", share=share.index
@@ -107,6 +118,8 @@ def combine(
             yield the published vault public key.
         InvalidInput: fewer than ``threshold`` distinct shares.
     """
+    if not 1 <= threshold <= MAX_SHARES:
+        raise InvalidInput("Need 1 <= threshold <= 255", threshold=threshold)
     by_index = {share.index: share for share in shares}
     if len(by_index) < threshold:
         raise InvalidInput(
@@ -114,6 +127,9 @@ def combine(
             have=len(by_index),
             need=threshold,
         )
+    # A misshapen share is named even when no commitments were published.
+    for share in by_index.values():
+        check_share_shape(share)
     if commitments is not None:
         for share in by_index.values():
             expected = commitments.get(share.index)

@@ -20,7 +20,8 @@ this tree at the module that calls them, with ``raise ... from``.
 
 Codes: the JSON-RPC 2.0 specification reserves -32000..-32099 for
 implementation-defined server errors. Client faults use -32000..-32039,
-protocol faults -32040..-32069 and local faults -32070..-32099.
+protocol faults -32040..-32069 and local faults -32070..-32098; the root
+itself, raised only for faults that fit no branch, uses -32099.
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ class MeshError(Exception):
     """
 
     reason: ClassVar[str] = "mesh_error"
-    code: ClassVar[int] = -32000
+    # The root keeps the last code of the range for itself, so no two classes
+    # share a code (ClientError owns -32000).
+    code: ClassVar[int] = -32099
     default_message: ClassVar[str] = "The mesh operation failed"
 
     def __init__(self, message: str | None = None, **details: Any) -> None:
@@ -48,7 +51,8 @@ class MeshError(Exception):
 
     def to_data(self) -> dict[str, Any]:
         """The JSON-RPC ``data`` object for this error."""
-        return {"reason": self.reason, **self.details}
+        # The class's reason wins over any detail of the same name.
+        return {**self.details, "reason": self.reason}
 
 
 # -- Client faults: the caller can fix its request -----------------------------

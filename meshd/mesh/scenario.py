@@ -126,6 +126,19 @@ class Scenario:
         active = set(self.state.active_ids())
         return sorted(name for name in self.keys if self.id(name) in active)
 
+    def branch(self) -> Scenario:
+        """A copy of this mesh that can go its own way (to build forks)."""
+        log = MeshLog.from_entries(self.entries(), self.key(self.reader))
+        return Scenario(
+            self.label,
+            self.now,
+            dict(self.keys),
+            dict(self.rotations),
+            log,
+            None,
+            self.reader,
+        )
+
     # -- Statements ---------------------------------------------------------------
 
     def _genesis(self, words: list[str]) -> Signed:

@@ -1,0 +1,440 @@
+"""The mesh log: the brief's membership stories, hostile entries, forks and
+rollback, each checked through the real signed entries."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import replace
+
+import pytest
+
+from meshd.crypto.encoding import Signature, Signed
+from meshd.crypto.suite import Context
+from meshd.errors import (
+    BadSignature,
+    DeviceRevoked,
+    InvalidEntry,
+    InvalidState,
+    LockoutRefused,
+    RollbackRefused,
+    ThresholdNotMet,
+)
+from meshd.mesh.changes import rotate_vault
+from meshd.mesh.log import MAX_FORK_DEPTH, MeshLog, create_mesh, fork_choice
+from meshd.mesh.proposals import (
+    approval_for,
+    finalize,
+    make_join_request,
+    propose,
+    short_code,
+)
+from meshd.mesh.records import REVOKE, THRESHOLD, EntryBody, Proposal, Revocation
+from meshd.mesh.scenario import Scenario, build, scenario_keys
+from meshd.mesh.state import entry_hash
+
+NOW = 1_700_000_000_000
+
+
+def resigned(signed: Signed, body: EntryBody, signer: str) -> Signed:
+    """``body`` re-encoded and signed by ``signer``'s scenario keys."""
+    data = body.encode()
+    keys = scenario_keys(signer)
+    return Signed(
+        data, (Signature(keys.device_id, keys.sign(Context.MEMBERSHIP, data)),)
+    )
+
+
+def problem(error: pytest.ExceptionInfo[InvalidEntry]) -> str:
+    return str(error.value.details["problem"])
+
+
+# -- Stories ------------------------------------------------------------------------
+
+
+def test_two_of_three_enrollment_adds_the_device_and_keeps_the_threshold() -> None:
+    mesh = build("genesis A B C t=2; add D by A,B")
+
+    assert mesh.active_names() == ["A", "B", "C", "D"]
+    assert mesh.state.threshold == 2
+    assert mesh.state.device_name(mesh.id("D")) == "D"
+    assert mesh.state.vault.number == 1
+    assert {slot.device_id for slot in mesh.state.vault.slots} == {
+        mesh.id(name) for name in "ABCD"
+    }
+
+
+def test_single_device_cannot_enroll_revoke_or_change_threshold_in_two_of_three() -> (
+    None
+):
+    for statement in ("add D by A", "revoke C by A", "threshold 3 by A"):
+        mesh = build("genesis A B C t=2")
+        with pytest.raises(ThresholdNotMet):
+            mesh.run(statement)
+        assert mesh.state.position == 0
+
+
+def test_second_device_raises_threshold_from_one_to_two() -> None:
+    log, _ = create_mesh("alice", scenario_keys("A"), "phone", "phone", NOW)
+    assert log.state.threshold == 1
+    assert any("THRESHOLD IS 1" in warning for warning in log.state.warnings())
+
+    mesh = build("genesis A; add B by A")
+    assert mesh.state.threshold == 2
+    assert not any("THRESHOLD IS 1" in w for w in mesh.state.warnings())
+
+
+def test_person_may_keep_threshold_one_when_adding_a_device_and_is_warned() -> None:
+    mesh = build("genesis A; add B by A t=1")
+
+    assert mesh.state.threshold == 1
+    assert "THRESHOLD IS 1" in mesh.state.warnings()[0]
+
+
+def test_stolen_phone_is_revoked_by_the_other_two_with_its_cutoff() -> None:
+    mesh = build(
+        "genesis laptop tablet phone t=2; revoke phone by laptop,tablet cutoff=41"
+    )
+
+    phone = mesh.state.member(mesh.id("phone"))
+    assert phone is not None and not phone.active
+    assert phone.cutoff == 41
+    assert phone.revoked_position == 1
+    assert mesh.id("phone") not in {s.device_id for s in mesh.state.vault.slots}
+
+
+def test_stolen_phone_cannot_finalize_its_own_revocation() -> None:
+    mesh = build("genesis laptop tablet phone t=2")
+
+    with pytest.raises(DeviceRevoked):
+        mesh.run("revoke phone by laptop,phone fin phone")
+
+
+def test_revoked_device_cannot_endorse_later_changes() -> None:
+    mesh = build("genesis A B C t=2; revoke C by A,B")
+
+    with pytest.raises(DeviceRevoked):
+        mesh.run("threshold 1 by A,C")
+
+
+def test_revoked_signer_in_an_entry_is_refused_with_its_reason() -> None:
+    mesh = build("genesis A B C t=2; revoke C by A,B")
+    state = mesh.state
+    proposal = propose(state, mesh.key("A"), THRESHOLD, NOW, threshold=1)
+
+    # An entry endorsed by A and by the revoked C (made outside the checks).
+    body_entry = _entry_with_endorsers(mesh, proposal, ["A", "C"])
+    with pytest.raises(InvalidEntry) as error:
+        mesh.mesh.apply(body_entry)
+    assert problem(error) == "revoked_signer"
+
+
+def _entry_with_endorsers(
+    mesh: Scenario, proposal: Signed, endorsers: list[str]
+) -> Signed:
+    """An entry for ``proposal`` made by a lenient finalizer (A)."""
+    state = mesh.state
+    good = [approval_for(state, proposal, mesh.key(n), NOW) for n in ("A", "B")]
+    entry = finalize(state.read_directory(mesh.key("A")), proposal, good, mesh.key("A"))
+    body = EntryBody.decode(entry.body)
+    endorsements = tuple(
+        sorted(
+            (
+                Signature(mesh.id(n), mesh.key(n).sign(Context.APPROVAL, proposal.body))
+                for n in endorsers
+            ),
+            key=lambda s: s.signer,
+        )
+    )
+    return resigned(entry, replace(body, approvals=endorsements), "A")
+
+
+def test_lockout_guards_refuse_with_the_reason() -> None:
+    with pytest.raises(LockoutRefused, match="above the 3 active"):
+        build("genesis A B C t=2; threshold 4 by A,B")
+    with pytest.raises(LockoutRefused, match="lower the threshold"):
+        build("genesis A B t=2; revoke B by A,B")
+    with pytest.raises(LockoutRefused, match="last device"):
+        build("genesis A; revoke A by A")
+
+
+def test_key_rotation_keeps_the_device_id_and_old_keys_stop_counting() -> None:
+    mesh = build("genesis A B C t=2; rotate A")
+    member = mesh.state.member(mesh.id("A"))
+
+    assert member is not None and member.keys == scenario_keys("A", 1).public
+    assert mesh.state.member_at(mesh.id("A"), mesh.state.hashes[0]) is not None
+    old = mesh.state.member_at(mesh.id("A"), mesh.state.hashes[0])
+    assert old is not None and old.keys == scenario_keys("A").public
+
+    # The rotated device still approves, with its new keys.
+    mesh.run("add D by A,B")
+    assert mesh.state.threshold == 2 and len(mesh.active_names()) == 4
+
+
+def test_lone_vault_generation_by_one_active_device() -> None:
+    mesh = build("genesis A B C t=2; vault by B")
+
+    assert mesh.state.vault.number == 1
+    assert mesh.state.last_kind == "vault-generation"
+
+
+def test_did_document_lists_active_ed25519_keys() -> None:
+    mesh = build("genesis A B C t=2; revoke C by A,B")
+    document = mesh.state.did_document()
+
+    assert document["id"] == mesh.state.did
+    assert mesh.state.did.startswith("did:human:")
+    methods = document["verificationMethod"]
+    assert [m["id"].split("#")[1] for m in methods] == sorted(
+        [mesh.id("A"), mesh.id("B")]
+    )
+    assert all(m["publicKeyMultibase"].startswith("z6Mk") for m in methods)
+
+
+def test_log_round_trips_through_bytes_and_reaches_the_same_state() -> None:
+    mesh = build("genesis A B C t=2; add D by A,B; revoke C by A,D; rotate B")
+    stored = [entry.encode() for entry in mesh.entries()]
+
+    reloaded = MeshLog.from_entries(stored, scenario_keys("A"), mesh.state.head_hash)
+
+    assert reloaded.head == mesh.state.head_hash
+    assert reloaded.state.active_ids() == mesh.state.active_ids()
+    assert reloaded.state.label == "test-mesh"
+
+
+def test_outsider_cannot_read_device_names_in_the_log() -> None:
+    mesh = build("genesis A B C t=2; add D by A,B")
+    outsider = MeshLog.from_entries(mesh.entries(), scenario_keys("Z"))
+
+    assert outsider.state.label is None
+    assert outsider.state.device_name(mesh.id("A")) is None
+    assert b"test-mesh" not in b"".join(e.encode() for e in mesh.entries())
+
+
+# -- Hostile entries ------------------------------------------------------------------
+
+
+def _revoke_entry(mesh: Scenario, approvers: list[str], finalizer: str = "A") -> Signed:
+    state = mesh.state
+    proposal = propose(
+        state,
+        mesh.key(approvers[0]),
+        REVOKE,
+        NOW,
+        revocations=[Revocation(mesh.id("C"), 0)],
+    )
+    approvals = [approval_for(state, proposal, mesh.key(n), NOW) for n in approvers]
+    keys = mesh.key(finalizer)
+    return finalize(state.read_directory(keys), proposal, approvals, keys)
+
+
+def test_forged_endorsement_is_refused() -> None:
+    mesh = build("genesis A B C t=2")
+    entry = _revoke_entry(mesh, ["A", "B"])
+    body = EntryBody.decode(entry.body)
+    forged = tuple(
+        Signature(s.signer, bytes(64)) if s.signer == mesh.id("B") else s
+        for s in body.approvals
+    )
+
+    with pytest.raises(BadSignature):
+        mesh.mesh.apply(resigned(entry, replace(body, approvals=forged), "A"))
+
+
+def test_duplicated_endorser_is_counted_once_and_refused() -> None:
+    mesh = build("genesis A B C t=2")
+    entry = _revoke_entry(mesh, ["A", "B"])
+    body = EntryBody.decode(entry.body)
+    mine = next(s for s in body.approvals if s.signer == mesh.id("A"))
+
+    with pytest.raises(InvalidEntry) as error:
+        mesh.mesh.apply(resigned(entry, replace(body, approvals=(mine, mine)), "A"))
+    assert problem(error) == "duplicate_signer"
+
+
+def test_endorsement_signed_in_another_context_is_refused() -> None:
+    mesh = build("genesis A B C t=2")
+    entry = _revoke_entry(mesh, ["A", "B"])
+    body = EntryBody.decode(entry.body)
+    proposal = Signed.decode(body.proposal)
+    wrong = tuple(
+        Signature(s.signer, mesh.key("B").sign(Context.PROPOSAL, proposal.body))
+        if s.signer == mesh.id("B")
+        else s
+        for s in body.approvals
+    )
+
+    with pytest.raises(BadSignature) as error:
+        mesh.mesh.apply(resigned(entry, replace(body, approvals=wrong), "A"))
+    assert error.value.details["device"] == mesh.id("B")
+
+
+def test_finalizer_signature_in_another_context_is_refused() -> None:
+    mesh = build("genesis A B C t=2")
+    entry = _revoke_entry(mesh, ["A", "B"])
+    keys = mesh.key("A")
+    other = Signed(
+        entry.body, (Signature(keys.device_id, keys.sign(Context.OP, entry.body)),)
+    )
+
+    with pytest.raises(BadSignature):
+        mesh.mesh.apply(other)
+
+
+def test_swapped_encryption_key_in_a_join_request_is_refused() -> None:
+    mesh = build("genesis A B C t=2")
+    state = mesh.state
+    request = make_join_request(state, mesh.key("D"), "D", "phone", NOW)
+    proposal = Proposal.decode(request.body)
+    assert proposal.new_device is not None
+    thief = scenario_keys("thief").public.encryption
+    swapped = replace(
+        proposal, new_device=replace(proposal.new_device, encryption_key=thief)
+    )
+    forged = Signed(swapped.encode(), request.signatures)
+
+    with pytest.raises(BadSignature):
+        approval_for(state, forged, mesh.key("A"), NOW, short_code(forged.body))
+
+
+def test_entry_with_tampered_vault_key_is_refused() -> None:
+    mesh = build("genesis A B C t=2")
+    entry = _revoke_entry(mesh, ["A", "B"])
+    body = EntryBody.decode(entry.body)
+    assert body.vault is not None
+    tampered = replace(body, vault=replace(body.vault, public_key=bytes(32)))
+
+    with pytest.raises(BadSignature):
+        mesh.mesh.apply(Signed(tampered.encode(), entry.signatures))
+
+
+def test_replayed_older_entry_changes_nothing_and_a_stale_chain_is_refused() -> None:
+    mesh = build("genesis A B C t=2; add D by A,B; threshold 3 by A,B")
+    head = mesh.state.head_hash
+    old = mesh.entries()[1]
+
+    assert mesh.mesh.apply(old).head_hash == head
+
+    # Storage offers only the first two entries: this device accepted more.
+    with pytest.raises(RollbackRefused):
+        MeshLog.from_entries(mesh.entries()[:2], accepted_head=head)
+
+
+def test_entry_for_a_proposal_made_on_another_head_is_refused() -> None:
+    mesh = build("genesis A B C t=2")
+    early = mesh.state
+    proposal = propose(early, mesh.key("A"), THRESHOLD, NOW, threshold=3)
+    approvals = [approval_for(early, proposal, mesh.key(n), NOW) for n in ("A", "B")]
+    mesh.run("vault by A")
+
+    with pytest.raises(InvalidEntry) as error:
+        finalize(
+            mesh.state.read_directory(mesh.key("A")), proposal, approvals, mesh.key("A")
+        )
+    assert problem(error) == "stale_proposal"
+
+
+# -- Forks ---------------------------------------------------------------------------
+
+
+def _two_at_position_one(first: str, second: str) -> tuple[Scenario, Signed, Signed]:
+    one = build("genesis A B C D t=2")
+    two = one.branch()
+    return one, one.run(first).entries()[1], two.run(second).entries()[1]
+
+
+def test_fork_rule_one_revocation_beats_concurrent_change() -> None:
+    mesh, thief_change, owner_revoke = _two_at_position_one(
+        "threshold 3 by C,D,A", "revoke C by A,B"
+    )
+
+    winner, rule = fork_choice(thief_change, owner_revoke)
+    assert (winner, rule) == (owner_revoke, 1)
+    mesh.mesh.apply(owner_revoke)
+    assert mesh.state.head_hash == entry_hash(owner_revoke)
+    assert mesh.state.member(mesh.id("C")) is not None
+    assert not mesh.state.member(mesh.id("C")).active  # type: ignore[union-attr]
+
+
+def test_fork_rule_two_more_signers_win_and_equivocation_is_recorded() -> None:
+    mesh, more, fewer = _two_at_position_one(
+        "threshold 3 by A,B,C", "threshold 1 by A,B"
+    )
+
+    with pytest.raises(RollbackRefused, match="rule 2"):
+        mesh.mesh.apply(fewer)
+    assert mesh.state.head_hash == entry_hash(more)
+    assert mesh.state.equivocators == {mesh.id("A"), mesh.id("B")}
+    assert any("equivocation" in w for w in mesh.state.warnings())
+
+
+def test_fork_rule_three_lower_hash_wins_between_two_finalizers() -> None:
+    mesh = build("genesis A B C t=2")
+    state = mesh.state
+    proposal = propose(state, mesh.key("A"), THRESHOLD, NOW, threshold=3)
+    approvals = [approval_for(state, proposal, mesh.key(n), NOW) for n in ("A", "B")]
+    by_a = finalize(
+        state.read_directory(mesh.key("A")), proposal, approvals, mesh.key("A")
+    )
+    by_b = finalize(
+        state.read_directory(mesh.key("B")), proposal, approvals, mesh.key("B")
+    )
+    lower = min(by_a, by_b, key=entry_hash)
+
+    for order in ((by_a, by_b), (by_b, by_a)):
+        log = MeshLog(mesh.entries()[0])
+        for entry in order:
+            with contextlib.suppress(RollbackRefused):
+                log.apply(entry)
+        assert log.head == entry_hash(lower)
+        assert log.forks[0].rule == 3
+
+
+def test_same_approvals_give_the_same_membership_change_bytes() -> None:
+    mesh = build("genesis A B C t=2")
+    state = mesh.state
+    proposal = propose(state, mesh.key("A"), THRESHOLD, NOW, threshold=3)
+    approvals = [approval_for(state, proposal, mesh.key(n), NOW) for n in ("B", "A")]
+    one = EntryBody.decode(
+        finalize(
+            state.read_directory(mesh.key("A")), proposal, approvals, mesh.key("A")
+        ).body
+    )
+    two = EntryBody.decode(
+        finalize(
+            state.read_directory(mesh.key("C")),
+            proposal,
+            approvals[::-1],
+            mesh.key("C"),
+        ).body
+    )
+
+    assert replace(one, vault=None) == replace(two, vault=None)
+
+
+def test_fork_deeper_than_the_bound_is_refused() -> None:
+    mesh = build("genesis A B C t=2")
+    rival = mesh.branch().run("vault by B").entries()[1]
+    for _ in range(MAX_FORK_DEPTH + 1):
+        mesh.run("vault by A")
+
+    with pytest.raises(RollbackRefused, match="deep"):
+        mesh.mesh.apply(rival)
+
+
+def test_entry_held_until_its_predecessor_arrives() -> None:
+    mesh = build("genesis A B C t=2; add D by A,B; revoke C by A,D")
+    genesis, first, second = mesh.entries()
+    log = MeshLog(genesis)
+
+    log.receive(second)
+    assert log.position == 0 and log.held == 1
+    log.receive(first)
+    assert log.head == mesh.state.head_hash and log.held == 0
+
+
+def test_rotate_vault_needs_a_device_that_reads_the_directory() -> None:
+    mesh = build("genesis A B C t=2")
+
+    with pytest.raises(InvalidState):
+        rotate_vault(MeshLog(mesh.entries()[0]).state, mesh.key("A"), NOW)

@@ -15,6 +15,8 @@ daemon then starts locked until ``meshctl unlock``.
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import logging
 import os
 import stat
@@ -28,11 +30,13 @@ from meshd.crypto.suite import DeviceKeys
 from meshd.errors import (
     AlreadyExists,
     DecodeError,
+    InvalidInput,
     KeystoreCorrupt,
     KeystoreError,
     KeystorePermissions,
     Locked,
     NotFound,
+    WrongPassphrase,
 )
 
 logger = logging.getLogger(__name__)
@@ -117,7 +121,14 @@ class Keystore:
         ensure_private_dir(self.home)
         if self.path.exists():
             raise AlreadyExists(f"A keystore already exists at {self.path}")
-        self._write(self._seal(secrets, passphrase, params))
+        sealed = self._seal(secrets, passphrase, params).encode()
+
+        # Checked again under the write lock: a concurrent create must not win
+        # and then be overwritten.
+        try:
+            atomic_write(self.path, sealed, overwrite=False)
+        except FileExistsError:
+            raise AlreadyExists(f"A keystore already exists at {self.path}") from None
         logger.info("Keystore created: protected=%s", passphrase is not None)
 
     def replace(
@@ -127,7 +138,11 @@ class Keystore:
         params: kdf.KdfParameters | None = None,
     ) -> None:
         """Atomically replace a keystore that loads (key rotation)."""
-        self._read()  # refuses corrupt or exposed files before touching them
+        # Refuse corrupt or exposed files before touching them; an unprotected
+        # file can be checked all the way down.
+        stored = self._read()
+        if not stored.protected:
+            self._decode_secrets(stored.secret)
         self._write(self._seal(secrets, passphrase, params))
 
     def load(self, passphrase: str | None = None) -> DeviceSecrets:
@@ -146,6 +161,8 @@ class Keystore:
         if passphrase is None:
             raise Locked()
         params = kdf.KdfParameters(stored.salt, stored.opslimit, stored.memlimit)
+        if not passphrase:
+            raise WrongPassphrase()
         return self._decode_secrets(kdf.unlock(passphrase, params, stored.secret))
 
     def _seal(
@@ -172,30 +189,60 @@ class Keystore:
         except OSError as exc:
             raise KeystoreError(f"Cannot read {self.path}: {exc.strerror}") from exc
         try:
-            return KeystoreFile.decode(data)
-        except DecodeError as exc:
+            stored = KeystoreFile.decode(data)
+            if stored.protected:
+                kdf.check_parameters(
+                    kdf.KdfParameters(stored.salt, stored.opslimit, stored.memlimit)
+                )
+        except (DecodeError, InvalidInput) as exc:
             raise KeystoreCorrupt(
                 f"The keystore at {self.path} is corrupt and was left untouched"
             ) from exc
+        return stored
 
     def _decode_secrets(self, data: bytes) -> DeviceSecrets:
         try:
-            return DeviceSecrets.decode(data)
-        except DecodeError as exc:
+            secrets = DeviceSecrets.decode(data)
+            # Keys of the wrong size would only fail later, far from the cause.
+            for pair in (secrets.current, *secrets.retired):
+                pair.keys()
+        except (DecodeError, InvalidInput) as exc:
             raise KeystoreCorrupt(
                 f"The keystore at {self.path} is corrupt and was left untouched"
             ) from exc
+        return secrets
 
     def _write(self, stored: KeystoreFile) -> None:
         atomic_write(self.path, stored.encode())
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
+def atomic_write(
+    path: Path, data: bytes, mode: int = 0o600, *, overwrite: bool = True
+) -> None:
     """Write ``data`` to ``path`` so that a crash leaves the old or the new file.
 
-    Steps: write a temporary file beside it (created with ``mode``), fsync it,
-    rename it over ``path``, fsync the folder so the rename itself is durable.
+    Steps: lock the folder, write a temporary file beside ``path`` (created
+    with ``mode``), fsync it, rename it over ``path``, fsync the folder so the
+    rename itself is durable. A temporary file left by a crash is replaced by
+    the next write.
+
+    Raises:
+        FileExistsError: ``overwrite`` is false and ``path`` already exists.
     """
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        # Writers in one folder take turns, so none removes or publishes a
+        # temporary file that another is still writing. Closing unlocks.
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        if not overwrite and path.exists():
+            raise FileExistsError(errno.EEXIST, "File exists", str(path))
+        _write_and_rename(path, data, mode)
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
+def _write_and_rename(path: Path, data: bytes, mode: int) -> None:
     temporary = path.with_name(path.name + _TEMP_SUFFIX)
     with contextlib.suppress(FileNotFoundError):
         temporary.unlink()
@@ -210,11 +257,6 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
         with contextlib.suppress(FileNotFoundError):
             temporary.unlink()
         raise
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
 
 
 def ensure_private_dir(path: Path) -> None:

@@ -19,6 +19,10 @@ DEFAULT_OPSLIMIT = nacl.pwhash.argon2id.OPSLIMIT_MODERATE
 DEFAULT_MEMLIMIT = nacl.pwhash.argon2id.MEMLIMIT_MODERATE
 MIN_OPSLIMIT = nacl.pwhash.argon2id.OPSLIMIT_MIN
 MIN_MEMLIMIT = nacl.pwhash.argon2id.MEMLIMIT_MIN
+# Far above libsodium's "sensitive" limits (4 passes, 1 GiB): stored parameters
+# asking for more come from a damaged file, and would stall the unlock for hours.
+MAX_OPSLIMIT = 64
+MAX_MEMLIMIT = 4 * 1024 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -34,15 +38,27 @@ class KdfParameters:
         return cls(os.urandom(SALT_SIZE), opslimit, memlimit)
 
 
-def derive_key(passphrase: str, params: KdfParameters) -> bytes:
-    if not passphrase:
-        raise InvalidInput("The passphrase must not be empty")
+def check_parameters(params: KdfParameters) -> None:
+    """Raises:
+    InvalidInput: the salt or a cost is outside what Argon2id here accepts.
+    """
     if (
         len(params.salt) != SALT_SIZE
-        or params.opslimit < MIN_OPSLIMIT
-        or params.memlimit < MIN_MEMLIMIT
+        or not MIN_OPSLIMIT <= params.opslimit <= MAX_OPSLIMIT
+        or not MIN_MEMLIMIT <= params.memlimit <= MAX_MEMLIMIT
     ):
         raise InvalidInput("The key derivation parameters are out of range")
+
+
+def derive_key(passphrase: str, params: KdfParameters) -> bytes:
+    """The secret-box key for ``passphrase``.
+
+    Raises:
+        InvalidInput: the passphrase is empty or the parameters out of range.
+    """
+    if not passphrase:
+        raise InvalidInput("The passphrase must not be empty")
+    check_parameters(params)
     return nacl.pwhash.argon2id.kdf(
         nacl.secret.SecretBox.KEY_SIZE,
         passphrase.encode("utf-8"),

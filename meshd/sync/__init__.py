@@ -4,3 +4,15 @@
 opaque bytes to and from any fsspec URL. What to push and pull is decided
 above them.
 """
+
+from meshd.sync.layout import ObjectName, content_hash, parse_name
+from meshd.sync.storage import RequestCounter, RetryPolicy, StorageBackend
+
+__all__ = [
+    "ObjectName",
+    "RequestCounter",
+    "RetryPolicy",
+    "StorageBackend",
+    "content_hash",
+    "parse_name",
+]

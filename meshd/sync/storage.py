@@ -305,8 +305,15 @@ _NO_HARD_LINKS = {
 
 def _regular_files(directory: Path, base: str, files: list[str]) -> Iterator[str]:
     for name in files:
+        # A file may vanish between the folder read and lstat (a temporary
+        # name renamed away, a sync client at work): it is simply not listed.
+        try:
+            mode = os.lstat(directory / name).st_mode
+        except FileNotFoundError:
+            continue
+
         # Symlinks are skipped: an object is a regular file inside the folder.
-        if stat.S_ISREG(os.lstat(directory / name).st_mode):
+        if stat.S_ISREG(mode):
             yield name if base == "." else f"{base}/{name}"
 
 

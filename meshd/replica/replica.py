@@ -515,6 +515,8 @@ class Replica:
     def _open_snapshot(self, data: bytes) -> tuple[Snapshot, SnapshotState]:
         try:
             snapshot, _ = decode_snapshot(data)
+            if snapshot.body.mesh_id != self.view.mesh_id:
+                raise _Refused(Verdict.REJECTED, "wrong_mesh")
             if self.view.position_of(snapshot.body.mesh_head) is None:
                 raise _Refused(Verdict.HELD, "unknown_head")
             snapshot = verify_snapshot(data, self.view)

@@ -44,7 +44,6 @@ from meshd.sync.layout import (
     ProposalRequestName,
     SegmentName,
     SnapshotName,
-    parse_name,
 )
 
 logger = logging.getLogger(__name__)
@@ -52,6 +51,10 @@ logger = logging.getLogger(__name__)
 # Status shows the most recent problems; older ones are dropped so a hostile
 # storage cannot grow the daemon's memory without bound.
 MAX_PROBLEMS = 100
+
+# No object of the layout is larger: a segment holds a bounded batch of ops
+# and a snapshot a bounded passport. Anything bigger is refused unread.
+MAX_OBJECT_SIZE = 16 * 1024 * 1024
 
 
 class Outcome(enum.Enum):
@@ -90,19 +93,23 @@ class RoundReport:
 
 
 class ObjectStore(Protocol):
-    """Where objects live: a storage backend or a peer connection."""
+    """Where objects live: a storage backend or a peer connection.
 
-    async def list_names(self) -> list[str]:
-        """Every name under the mesh folder, relative to it."""
+    :class:`~meshd.sync.storage.StorageBackend` is one.
+    """
+
+    async def list(self, prefix: str = "") -> list[ObjectName]:
+        """Every known name under the mesh folder; junk already left out."""
         ...
 
-    async def get(self, name: str) -> bytes:
-        """The object's bytes. Raises NotFound when it is gone."""
+    async def get(self, name: ObjectName, max_size: int) -> bytes:
+        """The object's bytes. Raises NotFound when it is gone, TooLarge when
+        it is over ``max_size``."""
         ...
 
-    async def put_immutable(self, name: str, data: bytes) -> None: ...
+    async def put_immutable(self, name: ObjectName, data: bytes) -> bool: ...
 
-    async def put_mutable(self, name: str, data: bytes) -> None: ...
+    async def put_mutable(self, name: ObjectName, data: bytes) -> None: ...
 
 
 class LocalParty(Protocol):
@@ -143,18 +150,6 @@ def pull_order(name: ObjectName) -> tuple[int, str, int]:
     return (9, "", 0)
 
 
-def parse_listing(paths: Iterable[str]) -> dict[str, ObjectName]:
-    """Known names of a listing; junk is ignored with a debug line."""
-    names: dict[str, ObjectName] = {}
-    for path in paths:
-        parsed = parse_name(path)
-        if parsed is None:
-            logger.debug("Sync listing: ignoring %r", path[:120])
-            continue
-        names[parsed.path] = parsed
-    return names
-
-
 class SyncEngine:
     """Runs rounds between one :class:`LocalParty` and one :class:`ObjectStore`."""
 
@@ -168,7 +163,7 @@ class SyncEngine:
         """One listing, then push, then pull. Raises StorageUnavailable when the
         store cannot be listed at all; single-object failures are recorded."""
         report = RoundReport()
-        listed = parse_listing(await self.store.list_names())
+        listed = {name.path: name for name in await self.store.list()}
         await self._push(listed, report)
         await self._pull(listed, report)
         self.party.after_round()
@@ -177,11 +172,11 @@ class SyncEngine:
     async def _push(self, listed: dict[str, ObjectName], report: RoundReport) -> None:
         for name, data in self.party.outgoing():
             if name.mutable:
-                await self.store.put_mutable(name.path, data)
+                await self.store.put_mutable(name, data)
             elif name.path in listed:
                 continue
             else:
-                await self.store.put_immutable(name.path, data)
+                await self.store.put_immutable(name, data)
             report.pushed += 1
 
     async def _pull(self, listed: dict[str, ObjectName], report: RoundReport) -> None:
@@ -198,7 +193,7 @@ class SyncEngine:
 
     async def _fetch_one(self, name: ObjectName) -> Verdict | None:
         try:
-            data = await self.store.get(name.path)
+            data = await self.store.get(name, MAX_OBJECT_SIZE)
         except NotFound:
             # Listed a moment ago, gone now: storage dropped it or is
             # eventually consistent. Try again next round.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from meshd.crypto.suite import DeviceKeys
 from meshd.errors import NotFound
 from meshd.sync.engine import Outcome, SyncEngine, Verdict
 from meshd.sync.layout import (
@@ -16,7 +17,7 @@ from meshd.sync.layout import (
     segment_name,
 )
 
-DEVICE = "AAAA-BBBB-CCCC-DDDD-EEEE-FFFF-GGGG-HHHH-2222-3333-4444-5555-6666"
+DEVICE = DeviceKeys.generate().device_id
 
 
 class MemoryStore:
@@ -25,21 +26,22 @@ class MemoryStore:
         self.gets: list[str] = []
         self.lists = 0
 
-    async def list_names(self) -> list[str]:
+    async def list(self, prefix: str = "") -> list[ObjectName]:
         self.lists += 1
-        return list(self.objects)
+        parsed = [parse_name(path) for path in self.objects]
+        return [name for name in parsed if name is not None]
 
-    async def get(self, name: str) -> bytes:
-        self.gets.append(name)
-        if name not in self.objects:
-            raise NotFound(name)
-        return self.objects[name]
+    async def get(self, name: ObjectName, max_size: int) -> bytes:
+        self.gets.append(name.path)
+        if name.path not in self.objects:
+            raise NotFound(name.path)
+        return self.objects[name.path]
 
-    async def put_immutable(self, name: str, data: bytes) -> None:
-        self.objects.setdefault(name, data)
+    async def put_immutable(self, name: ObjectName, data: bytes) -> bool:
+        return self.objects.setdefault(name.path, data) is data
 
-    async def put_mutable(self, name: str, data: bytes) -> None:
-        self.objects[name] = data
+    async def put_mutable(self, name: ObjectName, data: bytes) -> None:
+        self.objects[name.path] = data
 
 
 class RecordingParty:

@@ -37,6 +37,10 @@ from meshd.errors import DecodeError, InvalidInput, TooLarge, UnknownVersion
 
 DEFAULT_MAX_SIZE = 256 * 1024
 HARD_MAX_SIZE = 64 * 1024 * 1024
+# Lists and maps inside one object: records nest a few levels; each level costs
+# several stack frames in the field decoders, so this stays far below the
+# interpreter's recursion limit.
+MAX_DEPTH = 64
 _INT_MIN = -(1 << 63)
 _INT_MAX = (1 << 64) - 1
 
@@ -71,7 +75,25 @@ class Record:
                 size=len(data),
                 limit=limit,
             )
-        return _record_from_wire(cls, _unpack(bytes(data), limit), cls.TAG)
+        value = _unpack(bytes(data), limit)
+        _check_depth(value)
+        return _record_from_wire(cls, value, cls.TAG)
+
+
+def _check_depth(value: Any) -> None:
+    """Raises:
+    DecodeError: lists and maps nest deeper than any record needs, which
+        would otherwise exhaust the stack of the recursive field decoders.
+    """
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if depth > MAX_DEPTH:
+            raise DecodeError(f"The object nests deeper than {MAX_DEPTH} levels")
+        if isinstance(item, list):
+            pending.extend((child, depth + 1) for child in item)
+        elif isinstance(item, dict):
+            pending.extend((child, depth + 1) for child in item.values())
 
 
 def _unpack(data: bytes, limit: int) -> Any:

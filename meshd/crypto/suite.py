@@ -310,10 +310,13 @@ def encrypt(key: bytes, plaintext: bytes, aad: AssociatedData) -> bytes:
     """Pad and encrypt; returns ``nonce || ciphertext``.
 
     Raises:
-        InvalidInput: the payload key is not 32 bytes.
+        InvalidInput: the payload key is not 32 bytes, or the sequence does not
+            fit the 64 bits the associated data gives it.
     """
     if len(key) != PAYLOAD_KEY_SIZE:
         raise InvalidInput("A payload key must be 32 bytes")
+    if not 0 <= aad.sequence < 1 << 64:
+        raise InvalidInput("A sequence must fit in 64 bits", field="sequence")
     nonce = os.urandom(NONCE_SIZE)
     ciphertext = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(
         pad(plaintext), aad.encode(), nonce, key

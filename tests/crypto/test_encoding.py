@@ -332,3 +332,28 @@ def test_a_record_that_rejects_its_own_fields_is_reported_as_malformed() -> None
     with pytest.raises(DecodeError):
         CheckedKey.decode(pack([CheckedKey.TAG, 1, b"short"]))
     assert CheckedKey.decode(CheckedKey(bytes(32)).encode()) == CheckedKey(bytes(32))
+
+
+@dataclasses.dataclass(frozen=True)
+class Tree(Record):
+    """A record that contains itself, as a history or a folder tree might."""
+
+    TAG: ClassVar[str] = "test-tree"
+    children: tuple[Tree, ...]
+
+
+def test_a_self_nesting_record_nested_too_deep_is_rejected_without_crashing() -> None:
+    # Shallow enough for msgpack (two arrays a level), too deep for the stack.
+    level = pack(Tree.TAG)
+    data = (b"\x93" + level + b"\x01\x91") * 450 + b"\x93" + level + b"\x01\x90"
+
+    with pytest.raises(DecodeError):
+        Tree.decode(data)
+
+
+def test_a_self_nesting_record_of_modest_depth_round_trips() -> None:
+    tree = Tree(())
+    for _ in range(20):
+        tree = Tree((tree, Tree(())))
+
+    assert Tree.decode(tree.encode()) == tree

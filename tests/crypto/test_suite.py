@@ -251,6 +251,13 @@ def test_any_flipped_bit_of_the_associated_data_is_rejected() -> None:
     sealed = suite.encrypt(key, b"passport", AAD)
     author = AAD.author.encode()
 
+    for bit in range(len(AAD.mesh_id) * 8):
+        with pytest.raises(DecryptionFailed):
+            suite.decrypt(key, sealed, replace(AAD, mesh_id=flip_bit(AAD.mesh_id, bit)))
+    for bit in range(len(AAD.kind) * 8):
+        changed = flip_bit(AAD.kind.encode(), bit).decode("latin-1")
+        with pytest.raises(DecryptionFailed):
+            suite.decrypt(key, sealed, replace(AAD, kind=changed))
     for bit in range(len(author) * 8):
         changed = flip_bit(author, bit).decode("latin-1")
         with pytest.raises(DecryptionFailed):
@@ -487,3 +494,11 @@ def test_blake2b_purposes_do_not_collide() -> None:
 def test_encrypting_with_a_malformed_payload_key_is_invalid_input() -> None:
     with pytest.raises(InvalidInput):
         suite.encrypt(b"short", b"passport", AAD)
+
+
+@pytest.mark.parametrize("sequence", [-1, 1 << 64])
+def test_encrypting_with_a_sequence_outside_64_bits_is_invalid_input(
+    sequence: int,
+) -> None:
+    with pytest.raises(InvalidInput):
+        suite.encrypt(suite.new_payload_key(), b"x", replace(AAD, sequence=sequence))

@@ -34,6 +34,12 @@ from meshd.errors import (
 )
 from meshd.mesh.view import MembershipView
 from meshd.replica.clock import HybridClock, Timestamp, seconds_to_ms
+from meshd.replica.delegation import (
+    Delegation,
+    capability_id,
+    issue_delegation,
+    valid_delegations,
+)
 from meshd.replica.head import HeadBody, make_head
 from meshd.replica.ingest import (
     DEFAULT_SKEW_MS,
@@ -261,6 +267,42 @@ class Replica:
     def local_delete(self, path: str, now: float) -> str:
         """Delete ``path``; returns the new op id (see :meth:`local_set`)."""
         return self._local(OpPayload(validate_path(path), True, "", ""), now)
+
+    def add_capability(self, name: str, data: JSONValue, now: float) -> tuple[str, str]:
+        """Add (or replace) the capability called ``name``; returns its id and
+        the op id. The id is derived from the name (see
+        :mod:`meshd.replica.delegation`).
+
+        Raises:
+            InvalidInput: bad name or data.
+        """
+        identifier = capability_id(name)
+        value = {"name": name, "data": data}
+        return identifier, self.local_set(f"capabilities/{identifier}", value, now)
+
+    def issue_delegation(
+        self,
+        agent_key: bytes,
+        capabilities: list[str],
+        expires_at: float,
+        now: float,
+    ) -> Delegation:
+        """Sign a delegation for an agent key and store it in the passport.
+
+        Raises:
+            InvalidInput: bad key, capabilities or expiry.
+            DeviceRevoked: this device is no longer active.
+        """
+        delegation = issue_delegation(
+            self.keys, self.view, agent_key, capabilities, int(expires_at), int(now)
+        )
+        path = f"delegations/{delegation.delegation_id}"
+        self.local_set(path, delegation.to_json(), now)
+        return delegation
+
+    def valid_delegations(self, now: float) -> list[Delegation]:
+        """Delegations that hold now (see :func:`valid_delegations`)."""
+        return valid_delegations(self.passport(), self.view, int(now))
 
     def resolve(self, conflict_id: str, op_id: str, now: float) -> str:
         """Settle a conflict with one of its candidates; returns the new op id.

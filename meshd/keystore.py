@@ -3,10 +3,10 @@
 The keystore is one file, ``keystore``, in the device home. The home folder
 must be 0700 and the file 0600, both owned by the current user; anything
 looser is refused rather than silently fixed, because it may mean the keys
-have already been exposed. Writes are atomic (write a temporary file, fsync,
-rename, fsync the folder), so a crash leaves either the old keystore or the
-new one, never a mix. A file that does not decode is reported as corrupt and
-is never overwritten.
+have already been exposed. Writes are atomic (lock the folder, write a
+temporary file, fsync, rename, fsync the folder), so a crash leaves either the
+old keystore or the new one, never a mix, and two writers cannot interleave.
+A file that does not decode is reported as corrupt and is never overwritten.
 
 With a passphrase the secrets are sealed with a key derived by Argon2id; the
 daemon then starts locked until ``meshctl unlock``.

@@ -28,6 +28,7 @@ from meshd.crypto.encoding import Signed
 from meshd.crypto.suite import DeviceKeys, short_id
 from meshd.errors import RollbackRefused
 from meshd.mesh.changes import Founder, make_genesis
+from meshd.mesh.records import EntryBody
 from meshd.mesh.state import (
     MeshState,
     entry_hash,
@@ -101,7 +102,7 @@ class MeshLog:
         self._reader = reader
         self._entries: list[Signed] = [genesis]
         self._states: list[MeshState] = [genesis_state(genesis, reader)]
-        self._held: dict[bytes, Signed] = {}
+        self._held: dict[bytes, tuple[Signed, EntryBody]] = {}
         self._forks: list[Fork] = []
 
     @classmethod
@@ -219,11 +220,14 @@ class MeshLog:
             InvalidEntry / BadSignature / LockoutRefused / DecodeError: the
                 entry breaks a rule of the log.
         """
+        return self._apply(signed, read_entry(signed))
+
+    def _apply(self, signed: Signed, body: EntryBody) -> MeshState:
         if entry_hash(signed) in self:
             return self.state
-        body = read_entry(signed)
         if body.position == self.position + 1 and body.previous == self.head:
-            return self._append(next_state(self.state, signed, self._reader), signed)
+            after = next_state(self.state, signed, self._reader, body)
+            return self._append(after, signed)
         if body.position < 1 or body.position > self.position:
             raise RollbackRefused(
                 f"Entry at {body.position} does not extend head {self.position}",
@@ -239,32 +243,33 @@ class MeshLog:
         """
         body = read_entry(signed)
         if self.position_of(body.previous) is None and body.position > 0:
-            self._hold(signed)
+            self._hold(signed, body)
             return self.state
-        state = self.apply(signed)
-        self._release_held()
+        state = self._apply(signed, body)
+        if self._held:
+            self._release_held()
         return state
 
-    def _hold(self, signed: Signed) -> None:
+    def _hold(self, signed: Signed, body: EntryBody) -> None:
         if len(self._held) >= MAX_HELD:
             logger.debug("Mesh entry dropped: %s entries already held", MAX_HELD)
             return
-        self._held[entry_hash(signed)] = signed
+        self._held[entry_hash(signed)] = (signed, body)
 
     def _release_held(self) -> None:
         # Each pass applies at least one entry or stops: bounded by MAX_HELD.
         for _ in range(MAX_HELD + 1):
             ready = [
-                (key, entry)
-                for key, entry in self._held.items()
-                if self.position_of(read_entry(entry).previous) is not None
+                (key, entry, body)
+                for key, (entry, body) in self._held.items()
+                if self.position_of(body.previous) is not None
             ]
             if not ready:
                 return
-            for key, entry in ready:
+            for key, entry, body in ready:
                 del self._held[key]
                 try:
-                    self.apply(entry)
+                    self._apply(entry, body)
                 except Exception as exc:
                     logger.debug("Held mesh entry refused: %s", exc)
 

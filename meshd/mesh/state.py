@@ -357,9 +357,14 @@ def _check_exact_signers(
 
 
 def next_state(
-    state: MeshState, signed: Signed, reader: DeviceKeys | None = None
+    state: MeshState,
+    signed: Signed,
+    reader: DeviceKeys | None = None,
+    body: EntryBody | None = None,
 ) -> MeshState:
     """Check ``signed`` against ``state`` and return the state after it.
+
+    ``body`` is the already decoded body of ``signed``, when the caller has it.
 
     Raises:
         InvalidEntry: a rule is broken; ``details["problem"]`` names it.
@@ -367,7 +372,7 @@ def next_state(
         LockoutRefused: the change would lock the person out.
         DecodeError: the entry or its proposal is malformed.
     """
-    body = read_entry(signed)
+    body = body or read_entry(signed)
     if body.position != state.position + 1 or body.previous != state.head_hash:
         raise invalid(
             "chain",

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from functools import cached_property
 from typing import Any
 
 from meshd.crypto.encoding import Signature, Signed
@@ -128,6 +127,37 @@ class DeviceState:
         )
 
 
+class ChainIndex:
+    """Entry hashes by position, shared by the states of one branch.
+
+    Append-only: a state at position p sees only positions 0..p. A state
+    that grows a second child (a fork) gives that child a copy, so no state
+    ever sees another branch, and a straight chain costs O(1) per entry
+    instead of a copy of every hash.
+    """
+
+    def __init__(self, hashes: list[bytes]) -> None:
+        self._hashes = hashes
+        self._positions = {value: index for index, value in enumerate(hashes)}
+
+    def extended(self, position: int, head: bytes) -> ChainIndex:
+        """The index of a child at ``position + 1`` of the state at ``position``."""
+        if len(self._hashes) == position + 1:
+            self._hashes.append(head)
+            self._positions[head] = position + 1
+            return self
+        return ChainIndex([*self._hashes[: position + 1], head])
+
+    def position_of(self, entry_hash: bytes, upto: int) -> int | None:
+        position = self._positions.get(entry_hash)
+        if position is None or position > upto:
+            return None
+        return position
+
+    def hash_at(self, position: int) -> bytes:
+        return self._hashes[position]
+
+
 @dataclass(frozen=True)
 class MeshState:
     """The membership facts after one accepted entry (a MembershipView).
@@ -143,7 +173,7 @@ class MeshState:
     devices: dict[str, DeviceState]
     vault: VaultGeneration
     vault_previous: bytes
-    hashes: tuple[bytes, ...]
+    chain: ChainIndex
     last_kind: str
     directory: Directory | None = None
     equivocators: frozenset[str] = frozenset()
@@ -166,7 +196,13 @@ class MeshState:
         ]
 
     def position_of(self, entry_hash: bytes) -> int | None:
-        return self._positions.get(entry_hash)
+        return self.chain.position_of(entry_hash, self.position)
+
+    def hash_at(self, position: int) -> bytes:
+        """Hash of the entry at ``position`` (0..this state's position)."""
+        if not 0 <= position <= self.position:
+            raise IndexError(position)
+        return self.chain.hash_at(position)
 
     def member_at(self, device_id: str, entry_hash: bytes) -> MemberInfo | None:
         position = self.position_of(entry_hash)
@@ -174,10 +210,6 @@ class MeshState:
         if position is None or device is None:
             return None
         return device.info_at(position)
-
-    @cached_property
-    def _positions(self) -> dict[bytes, int]:
-        return {value: index for index, value in enumerate(self.hashes)}
 
     # -- Status ------------------------------------------------------------------
 
@@ -339,7 +371,15 @@ def genesis_state(signed: Signed, reader: DeviceKeys | None = None) -> MeshState
     assert body.vault is not None
     head = entry_hash(signed)
     state = MeshState(
-        head, 0, head, facts.threshold, devices, body.vault, ZERO_HASH, (head,), GENESIS
+        head,
+        0,
+        head,
+        facts.threshold,
+        devices,
+        body.vault,
+        ZERO_HASH,
+        ChainIndex([head]),
+        GENESIS,
     )
     return state if reader is None else state.read_directory(reader)
 
@@ -395,7 +435,7 @@ def next_state(
         after,
         position=body.position,
         head_hash=head,
-        hashes=(*state.hashes, head),
+        chain=state.chain.extended(state.position, head),
         last_kind=body.kind,
     )
     if reader is not None and after.vault is not state.vault:

@@ -162,8 +162,8 @@ def test_key_rotation_keeps_the_device_id_and_old_keys_stop_counting() -> None:
     member = mesh.state.member(mesh.id("A"))
 
     assert member is not None and member.keys == scenario_keys("A", 1).public
-    assert mesh.state.member_at(mesh.id("A"), mesh.state.hashes[0]) is not None
-    old = mesh.state.member_at(mesh.id("A"), mesh.state.hashes[0])
+    assert mesh.state.member_at(mesh.id("A"), mesh.state.hash_at(0)) is not None
+    old = mesh.state.member_at(mesh.id("A"), mesh.state.hash_at(0))
     assert old is not None and old.keys == scenario_keys("A").public
 
     # The rotated device still approves, with its new keys.

@@ -243,8 +243,6 @@ def read_proposal(state: MeshState, signed: Signed) -> Proposal:
         BadSignature: the proposer's signature does not verify.
     """
     proposal = Proposal.decode(signed.body)
-    if proposal.kind not in PROPOSAL_KINDS:
-        raise DecodeError(f"Unknown proposal kind {proposal.kind!r}")
     check_proposal_binding(state, proposal)
     check_proposer(state, signed, proposal)
     return proposal
@@ -298,7 +296,7 @@ def approval_for(
 
     # Enrollment and recovery hand the new device this approver's share.
     sealed_share = b""
-    if proposal.new_device is not None:
+    if proposal.kind in (ENROLL, RECOVER) and proposal.new_device is not None:
         share = open_share(state.vault, keys, me)
         sealed_share = seal(proposal.new_device.encryption_key, share_plaintext(share))
     approval = Approval(
@@ -353,7 +351,9 @@ def read_approval(
             device=approval.approver,
         )
     if len(signed.signatures) != 1 or signed.signatures[0].signer != approval.approver:
-        raise InvalidEntry("An approval carries its approver's signature only")
+        raise InvalidEntry(
+            "An approval carries its approver's signature only", problem="signers"
+        )
     check_signature(Context.APPROVAL, device.keys, signed.body, signed.signatures[0])
     if approval.decision == APPROVE:
         endorsement = Signature(approval.approver, approval.endorsement)

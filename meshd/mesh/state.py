@@ -47,11 +47,14 @@ from meshd.errors import (
 )
 from meshd.mesh.records import (
     ADD_DEVICE,
+    AUTH,
     ENROLL,
     ENTRY_KIND_OF_PROPOSAL,
     ENTRY_KINDS,
     GENESIS,
+    PROPOSAL_KINDS,
     RECOVER,
+    REVOKE,
     REVOKE_DEVICE,
     ROTATE_DEVICE_KEY,
     THRESHOLD,
@@ -352,6 +355,8 @@ def genesis_state(signed: Signed, reader: DeviceKeys | None = None) -> MeshState
     facts = body.genesis
     if body.kind != GENESIS or facts is None:
         raise invalid("not_genesis", "The first entry must be a genesis")
+    if body.proposal or body.approvals or body.rotation is not None:
+        raise invalid("extra_fields", "A genesis carries its devices only")
     if body.position != 0 or body.previous != ZERO_HASH:
         raise invalid("chain", "A genesis sits at position 0 with no previous")
     ids = [device.device_id for device in facts.devices]
@@ -457,8 +462,8 @@ def open_proposal(data: bytes) -> tuple[Signed, Proposal]:
 def _apply_membership_change(
     state: MeshState, signed: Signed, body: EntryBody
 ) -> MeshState:
-    if not body.proposal:
-        raise invalid("no_proposal", "A membership change must carry its proposal")
+    if not body.proposal or body.genesis is not None or body.rotation is not None:
+        raise invalid("extra_fields", "A membership change carries its proposal only")
     proposal_signed, proposal = open_proposal(body.proposal)
     check_proposal_binding(state, proposal)
     if ENTRY_KIND_OF_PROPOSAL.get(proposal.kind) != body.kind:
@@ -479,12 +484,41 @@ def _apply_membership_change(
     return replace(after, vault=body.vault, vault_previous=body.previous)
 
 
+def check_proposal_shape(proposal: Proposal) -> None:
+    """Each proposal kind carries exactly the fields that fit it, so an
+    approver never hands a vault share to a device named in a proposal that
+    is not an enrollment.
+
+    Raises:
+        InvalidEntry: problem ``proposal_shape``.
+    """
+    joins = proposal.kind in (ENROLL, RECOVER)
+    fits = (
+        proposal.kind in PROPOSAL_KINDS
+        and (proposal.new_device is not None) == joins
+        and bool(proposal.revocations) == (proposal.kind in (RECOVER, REVOKE))
+        and (proposal.kind != THRESHOLD or proposal.threshold >= 1)
+        and proposal.threshold >= 0
+        and (proposal.kind == AUTH or not proposal.challenge)
+        and all(revocation.cutoff >= 0 for revocation in proposal.revocations)
+        and len({r.device_id for r in proposal.revocations})
+        == len(proposal.revocations)
+    )
+    if not fits:
+        raise invalid(
+            "proposal_shape",
+            f"The {proposal.kind!r} proposal has fields that do not fit",
+        )
+
+
 def check_proposal_binding(state: MeshState, proposal: Proposal) -> None:
     """The proposal belongs to this mesh and was made on this exact head.
 
     Raises:
-        InvalidEntry: problem ``wrong_mesh`` or ``stale_proposal``.
+        InvalidEntry: problem ``proposal_shape``, ``wrong_mesh`` or
+            ``stale_proposal``.
     """
+    check_proposal_shape(proposal)
     if proposal.mesh_id != state.mesh_id:
         raise invalid("wrong_mesh", "The proposal belongs to another mesh")
     if (proposal.base_head, proposal.base_position) != (
@@ -675,7 +709,13 @@ def _check_vault(
 
 def _apply_rotation(state: MeshState, signed: Signed, body: EntryBody) -> MeshState:
     rotation = body.rotation
-    if rotation is None or body.vault is not None or body.proposal:
+    if (
+        rotation is None
+        or body.vault is not None
+        or body.proposal
+        or body.approvals
+        or body.genesis is not None
+    ):
         raise invalid("rotation", "A key rotation carries only the new keys")
     device = state.devices.get(rotation.device_id)
     if device is None or not device.active:
@@ -711,8 +751,8 @@ def _apply_rotation(state: MeshState, signed: Signed, body: EntryBody) -> MeshSt
 def _apply_lone_generation(
     state: MeshState, signed: Signed, body: EntryBody
 ) -> MeshState:
-    if body.proposal or body.rotation is not None or body.genesis is not None:
-        raise invalid("vault", "A lone vault generation carries nothing else")
+    if body.proposal or body.approvals or body.rotation or body.genesis:
+        raise invalid("extra_fields", "A lone vault generation carries nothing else")
     _single_signer(signed, state, Context.MEMBERSHIP)
     _check_vault(
         body.vault, state.vault.number + 1, state.threshold, state.active_ids()

@@ -438,3 +438,12 @@ def test_rotate_vault_needs_a_device_that_reads_the_directory() -> None:
 
     with pytest.raises(InvalidState):
         rotate_vault(MeshLog(mesh.entries()[0]).state, mesh.key("A"), NOW)
+
+
+def test_genesis_missing_a_founder_signature_is_refused() -> None:
+    genesis = build("genesis A B C t=2").entries()[0]
+    partial = Signed(genesis.body, genesis.signatures[:2])
+
+    with pytest.raises(InvalidEntry) as error:
+        MeshLog(partial)
+    assert problem(error) == "signers"

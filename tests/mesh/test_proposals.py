@@ -3,6 +3,8 @@ book the daemon drives, all over real signed bytes."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from meshd.crypto.encoding import Signature, Signed
@@ -34,7 +36,15 @@ from meshd.mesh.proposals import (
     read_note,
     short_code,
 )
-from meshd.mesh.records import AUTH, REVOKE, THRESHOLD, Approval, Proposal, Revocation
+from meshd.mesh.records import (
+    AUTH,
+    REVOKE,
+    THRESHOLD,
+    Approval,
+    DeviceRecord,
+    Proposal,
+    Revocation,
+)
 from meshd.mesh.scenario import Scenario, build, scenario_keys
 from meshd.mesh.vaults import proposal_id
 
@@ -283,3 +293,25 @@ def test_proposal_id_is_stable_across_bytes() -> None:
     assert proposal_id(Signed.decode(request.encode()).body) == proposal_id(
         request.body
     )
+
+
+def test_revoke_proposal_smuggling_a_new_device_gets_no_vault_share() -> None:
+    mesh = build("genesis A B C t=2")
+    honest = Proposal.decode(
+        propose(
+            mesh.state,
+            mesh.key("A"),
+            REVOKE,
+            NOW,
+            revocations=[Revocation(mesh.id("C"), 0)],
+        ).body
+    )
+    thief = DeviceRecord.of(scenario_keys("thief").public, "phone")
+    body = replace(honest, new_device=thief).encode()
+    smuggled = Signed(
+        body, (Signature(mesh.id("A"), mesh.key("A").sign(Context.PROPOSAL, body)),)
+    )
+
+    with pytest.raises(InvalidEntry) as error:
+        approval_for(mesh.state, smuggled, mesh.key("B"), NOW)
+    assert error.value.details["problem"] == "proposal_shape"

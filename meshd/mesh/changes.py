@@ -88,6 +88,10 @@ def rotate_device_key(
     Raises:
         InvalidInput: the old keys are not those of an active device.
     """
+    # TODO: the mesh directory (label, device names) stays sealed to the old
+    # encryption key until the next vault generation, so after a rotation the
+    # device shows names only once it (or another) writes one; the daemon
+    # should follow a rotation with rotate_vault.
     member = state.member(state.device_id_of(old_keys.public))
     if member is None or not member.active or member.keys != old_keys.public:
         raise InvalidInput("Only an active device can rotate its own current keys")

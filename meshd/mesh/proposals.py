@@ -451,6 +451,9 @@ def _endorsements(
 def _next_directory(
     state: MeshState, proposal: Proposal, keys: DeviceKeys, me: str
 ) -> Directory:
+    # TODO: a device that cannot read the directory (a new device finalizing
+    # its own enrollment) is refused, although it could read it with the
+    # rebuilt vault seed; until then an existing member must finalize.
     if state.directory is None:
         raise InvalidState("This device cannot read the mesh directory")
     names = dict(state.directory.names)
@@ -495,7 +498,12 @@ class PendingProposal:
 
 
 class ProposalBook:
-    """Pending proposals and their approvals (pure: the daemon stores bytes)."""
+    """Pending proposals and their approvals (pure: the daemon stores bytes).
+
+    The daemon re-loads it with :meth:`add` and :meth:`receive` from the
+    stored Signed bytes. Approvals should go through :meth:`approve`, which
+    counts wrong codes; :func:`approval_for` alone does not.
+    """
 
     def __init__(self, max_wrong_codes: int = MAX_WRONG_CODES) -> None:
         self._entries: dict[bytes, PendingProposal] = {}
@@ -555,6 +563,8 @@ class ProposalBook:
         expected = short_code(pending.signed.body)
         if code is not None and constant_time_equal(code.encode(), expected.encode()):
             return
+        # TODO: the count of wrong codes lives in memory only, so restarting
+        # the daemon gives a guesser three more tries at the 6-digit code.
         pending.wrong_codes += 1
         if pending.wrong_codes >= self._max_wrong_codes:
             pending.status = LOCKED

@@ -31,6 +31,7 @@ from meshd.mesh.proposals import (
 from meshd.mesh.records import REVOKE, THRESHOLD, EntryBody, Proposal, Revocation
 from meshd.mesh.scenario import Scenario, build, scenario_keys
 from meshd.mesh.state import entry_hash
+from meshd.mesh.view import MembershipView
 
 NOW = 1_700_000_000_000
 
@@ -447,3 +448,21 @@ def test_genesis_missing_a_founder_signature_is_refused() -> None:
     with pytest.raises(InvalidEntry) as error:
         MeshLog(partial)
     assert problem(error) == "signers"
+
+
+def test_log_and_state_answer_as_a_membership_view() -> None:
+    mesh = build("genesis A B C t=2; revoke C by A,B cutoff=3")
+    views: list[MembershipView] = [mesh.mesh, mesh.state]
+
+    for view in views:
+        assert view.threshold == 2 and view.position == 1
+        assert [m.device_id for m in view.active_members()] == sorted(
+            [mesh.id("A"), mesh.id("B")]
+        )
+        genesis_hash = mesh.state.hash_at(0)
+        then = view.member_at(mesh.id("C"), genesis_hash)
+        assert then is not None and then.active
+        now = view.member(mesh.id("C"))
+        assert now is not None and not now.active and now.cutoff == 3
+        assert view.position_of(view.head_hash) == 1
+        assert view.position_of(bytes(32)) is None

@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 
 from meshd.crypto import suite
 from meshd.crypto.encoding import Record
+from meshd.replica import wire
 from meshd.replica.clock import Timestamp
 from meshd.replica.paths import (
     CONFLICT_MODE_PATH,
@@ -100,6 +101,36 @@ class PathState(Record):
         frontier = tuple(sorted(kept, key=lambda summary: summary.op_id))
         return PathState(self.path, newest, frontier)
 
+    def encode(self) -> bytes:
+        """The same bytes as the generic record encoding, built directly."""
+        return wire.pack(
+            [
+                self.TAG,
+                self.VERSION,
+                self.path,
+                _summary_to_wire(self.newest),
+                [_summary_to_wire(entry) for entry in self.frontier],
+            ]
+        )
+
+    @classmethod
+    def decode(cls, data: bytes, max_size: int | None = None) -> PathState:
+        """Strict decoding without the generic schema walk (start-up reads
+        every path state).
+
+        Raises:
+            DecodeError: not a path state.
+        """
+        limit = max_size if max_size is not None else cls.MAX_SIZE
+        path, newest, frontier = wire.fields(
+            wire.unpack(data, limit, "path state"), cls.TAG, cls.VERSION, 3
+        )
+        return cls(
+            wire.text(path),
+            _summary_from_wire(newest),
+            tuple(_summary_from_wire(entry) for entry in wire.items(frontier)),
+        )
+
     @property
     def provisional(self) -> OpSummary:
         """The frontier op that stands until a conflict is resolved."""
@@ -107,6 +138,37 @@ class PathState(Record):
 
     def winner(self, mode: str) -> OpSummary:
         return self.provisional if mode == MODE_MANUAL else self.newest
+
+
+def _summary_to_wire(summary: OpSummary) -> list[object]:
+    return [
+        summary.TAG,
+        summary.VERSION,
+        summary.op_id,
+        summary.author,
+        summary.sequence,
+        summary.wall_ms,
+        summary.counter,
+        summary.deleted,
+        summary.value,
+        summary.picked,
+    ]
+
+
+def _summary_from_wire(value: object) -> OpSummary:
+    op_id, author, sequence, wall_ms, counter, deleted, text, picked = wire.fields(
+        value, OpSummary.TAG, OpSummary.VERSION, 8
+    )
+    return OpSummary(
+        op_id=wire.text(op_id),
+        author=wire.text(author),
+        sequence=wire.integer(sequence),
+        wall_ms=wire.integer(wall_ms),
+        counter=wire.integer(counter),
+        deleted=wire.boolean(deleted),
+        value=wire.text(text),
+        picked=wire.text(picked),
+    )
 
 
 @dataclass(frozen=True)

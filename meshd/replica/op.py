@@ -30,6 +30,7 @@ from meshd.crypto import suite
 from meshd.crypto.encoding import Record, Signature, Signed
 from meshd.errors import DecodeError
 from meshd.mesh.view import MembershipView
+from meshd.replica import wire
 from meshd.replica.clock import Timestamp
 
 VAULT_RECIPIENT = "vault"
@@ -144,12 +145,47 @@ def decode_op(data: bytes) -> SignedOp:
         DecodeError: the bytes are not a well-formed op (typed subclasses for
             size and version).
     """
-    if len(data) > MAX_OP_SIZE:
-        raise DecodeError("An op is larger than 256 KiB")
-    signed = Signed.decode(data, MAX_OP_SIZE)
-    body = OpBody.decode(signed.body, MAX_OP_SIZE)
+    outer = wire.fields(wire.unpack(data, MAX_OP_SIZE, "op"), "signed", 1, 2)
+    body_bytes = wire.binary(outer[0])
+    signatures = tuple(
+        Signature(wire.text(signer), wire.binary(signature))
+        for signer, signature in (
+            wire.fields(item, "sig", 1, 2) for item in wire.items(outer[1])
+        )
+    )
+    signed = Signed(body_bytes, signatures)
+    body = _body_from_wire(wire.unpack(body_bytes, MAX_OP_SIZE, "op body"))
     _check_shape(signed, body)
-    return SignedOp(bytes(data), signed, body, op_id_of(signed.body))
+    return SignedOp(bytes(data), signed, body, op_id_of(body_bytes))
+
+
+def _body_from_wire(value: object) -> OpBody:
+    (mesh_id, author, sequence, wall_ms, counter, vector, head, ciphertext, wrapped) = (
+        wire.fields(value, OpBody.TAG, OpBody.VERSION, 9)
+    )
+    return OpBody(
+        mesh_id=wire.binary(mesh_id),
+        author=wire.text(author),
+        sequence=wire.integer(sequence),
+        wall_ms=wire.integer(wall_ms),
+        counter=wire.integer(counter),
+        version_vector=wire.integer_map(vector),
+        mesh_head=wire.binary(head),
+        ciphertext=wire.binary(ciphertext),
+        wrapped_keys=wire.binary_map(wrapped),
+    )
+
+
+def decode_payload(data: bytes) -> OpPayload:
+    """Raises:
+    DecodeError: not an op payload.
+    """
+    path, deleted, value, picked = wire.fields(
+        wire.unpack(data, MAX_OP_SIZE, "op payload"), OpPayload.TAG, 1, 4
+    )
+    return OpPayload(
+        wire.text(path), wire.boolean(deleted), wire.text(value), wire.text(picked)
+    )
 
 
 def _check_shape(signed: Signed, body: OpBody) -> None:
@@ -184,4 +220,4 @@ def open_op(op: SignedOp, recipient: str, secret: bytes) -> OpPayload:
     plaintext = suite.decrypt_envelope(
         recipient, secret, envelope, op.body.associated_data()
     )
-    return OpPayload.decode(plaintext)
+    return decode_payload(plaintext)

@@ -115,7 +115,8 @@ class MeshLog:
         """Rebuild a log from stored entries (genesis first, any order after).
 
         Args:
-            entries: Signed entries or their bytes.
+            entries: Signed entries or their bytes, genesis first (the rest
+                in any order).
             reader: this device's keys.
             accepted_head: the newest head this device accepted before; the
                 rebuilt log must contain it.
@@ -217,6 +218,8 @@ class MeshLog:
         Raises:
             RollbackRefused: the entry does not extend the accepted head and
                 does not win a fork against it.
+            InvalidEntry: problem ``out_of_order`` when its predecessor is
+                missing (:meth:`receive` holds such entries instead).
             InvalidEntry / BadSignature / LockoutRefused / DecodeError: the
                 entry breaks a rule of the log.
         """
@@ -228,6 +231,12 @@ class MeshLog:
         if body.position == self.position + 1 and body.previous == self.head:
             after = next_state(self.state, signed, self._reader, body)
             return self._append(after, signed)
+        if body.position > self.position + 1:
+            raise invalid(
+                "out_of_order",
+                f"Entry at {body.position} arrived before its predecessor",
+                position=body.position,
+            )
         if body.position < 1 or body.position > self.position:
             raise RollbackRefused(
                 f"Entry at {body.position} does not extend head {self.position}",

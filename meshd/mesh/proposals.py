@@ -587,9 +587,33 @@ class ProposalBook:
         """
         self.check_code(identifier, code, now)
         pending = self.get(identifier)
+        self._refuse_lookalikes(pending, now)
         signed = approval_for(state, pending.signed, keys, now, code)
         pending.approvals[state.device_id_of(keys.public)] = signed
         return signed
+
+    def _refuse_lookalikes(self, pending: PendingProposal, now: int) -> None:
+        """Refuse while another open join request shows the same code.
+
+        Six digits can be ground out by an attacker who sees a request and
+        makes a look-alike; the person then cannot tell which one they mean.
+
+        Raises:
+            InvalidState: another open request shows the same code.
+        """
+        if not pending.code_required:
+            return
+        code = short_code(pending.signed.body)
+        for other in self.pending(now):
+            if (
+                other is not pending
+                and other.code_required
+                and (short_code(other.signed.body) == code)
+            ):
+                raise InvalidState(
+                    "Two pending requests show the same code: cancel both and "
+                    "ask again from the new device"
+                )
 
     def reject(
         self, identifier: bytes, state: MeshState, keys: DeviceKeys, now: int

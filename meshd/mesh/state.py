@@ -635,8 +635,9 @@ def _threshold_after(
 
     # Policy: threshold 1 only while there is one device. Adding the second
     # raises it to 2 unless the proposal asked for another value.
-    active = sum(1 for device in devices.values() if device.active)
-    if state.threshold == 1 and active >= 2 and proposal.new_device is not None:
+    before = sum(1 for device in state.devices.values() if device.active)
+    after = sum(1 for device in devices.values() if device.active)
+    if state.threshold == 1 and before == 1 and after >= 2:
         return 2
     return state.threshold
 

@@ -466,3 +466,19 @@ def test_log_and_state_answer_as_a_membership_view() -> None:
         assert now is not None and not now.active and now.cutoff == 3
         assert view.position_of(view.head_hash) == 1
         assert view.position_of(bytes(32)) is None
+
+
+def test_chosen_threshold_one_is_not_raised_again_by_a_third_device() -> None:
+    mesh = build("genesis A; add B by A t=1; add C by A")
+
+    assert mesh.state.threshold == 1
+    assert len(mesh.active_names()) == 3
+
+
+def test_strict_apply_names_an_entry_that_arrives_before_its_predecessor() -> None:
+    mesh = build("genesis A B C t=2; vault by A; vault by B")
+    log = MeshLog(mesh.entries()[0])
+
+    with pytest.raises(InvalidEntry) as error:
+        log.apply(mesh.entries()[2])
+    assert problem(error) == "out_of_order"

@@ -22,6 +22,7 @@ from meshd.errors import (
     TooManyAttempts,
     WrongCode,
 )
+from meshd.mesh import proposals
 from meshd.mesh.proposals import (
     APPLIED,
     CANCELLED,
@@ -315,3 +316,19 @@ def test_revoke_proposal_smuggling_a_new_device_gets_no_vault_share() -> None:
     with pytest.raises(InvalidEntry) as error:
         approval_for(mesh.state, smuggled, mesh.key("B"), NOW)
     assert error.value.details["problem"] == "proposal_shape"
+
+
+def test_look_alike_join_request_with_the_same_code_blocks_approval(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    mesh = build("genesis A B C t=2")
+    book = ProposalBook()
+    genuine = book.add(mesh.state, join(mesh, "D"))
+    # An attacker who grinds a million requests finds one showing the same
+    # code; stand in for that search by making every code collide.
+    monkeypatch.setattr(proposals, "short_code", lambda body: "424242")
+    book.add(mesh.state, join(mesh, "X"))
+
+    with pytest.raises(InvalidState, match="same code"):
+        book.approve(genuine.id, mesh.state, mesh.key("A"), NOW, "424242")
+    assert genuine.approvals == {}

@@ -142,7 +142,10 @@ def decide(
     # Cheap identity checks first: a known op is ignored whatever else it says.
     if body.mesh_id != view.mesh_id:
         return verdict(Verdict.REJECTED, "wrong_mesh")
-    if known.has_op(op.op_id):
+    # Ops past this device's version vector cannot be stored yet: only ops
+    # within it need a look-up to tell a duplicate from an equivocation.
+    seen = known.version_vector().get(body.author, 0) >= body.sequence
+    if seen and known.has_op(op.op_id):
         return verdict(Verdict.DUPLICATE, "known")
     if view.position_of(body.mesh_head) is None:
         return verdict(Verdict.HELD, "unknown_head")
@@ -188,11 +191,10 @@ def _placement(
     op: SignedOp, view: MembershipView, known: KnownOps, now_ms: int, skew_ms: int
 ) -> tuple[Verdict, str] | None:
     body = op.body
-    existing = known.op_at(body.author, body.sequence)
-    if existing is not None:
-        return Verdict.REJECTED, "equivocation"
     vector = known.version_vector()
     if vector.get(body.author, 0) >= body.sequence:
+        if known.op_at(body.author, body.sequence) is not None:
+            return Verdict.REJECTED, "equivocation"
         return Verdict.DUPLICATE, "covered"
     if body.wall_ms > now_ms + skew_ms:
         return Verdict.HELD, "clock_ahead"

@@ -447,10 +447,11 @@ class Replica:
         self.store.add_op(
             accepted.op.op_id, body.author, body.sequence, accepted.op.data
         )
-        state = self._merge.apply(
-            accepted.payload.path, accepted.summary, body.version_vector
-        )
-        self._store_path_state(state)
+        path = accepted.payload.path
+        before = self._merge.state(path)
+        state = self._merge.apply(path, accepted.summary, body.version_vector)
+        had_conflict = before is not None and len(before.frontier) > 1
+        self._store_path_state(state, had_conflict or len(state.frontier) > 1)
         self._vector[body.author] = body.sequence
         if observe:
             self._clock.observe(body.timestamp, now_ms)
@@ -465,8 +466,10 @@ class Replica:
             self._load()
             raise
 
-    def _store_path_state(self, state: PathState) -> None:
+    def _store_path_state(self, state: PathState, conflicts: bool = True) -> None:
         self.store.put_path_state(state.path, state.encode())
+        if not conflicts:
+            return  # no conflict before or after: the conflicts table stays
         conflict = conflict_of(state)
         self.store.put_conflict(
             state.path,

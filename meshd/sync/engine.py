@@ -180,12 +180,11 @@ class SyncEngine:
             report.pushed += 1
 
     async def _pull(self, listed: dict[str, ObjectName], report: RoundReport) -> None:
-        wanted = [
-            name
-            for path, name in listed.items()
-            if path not in self._rejected and self.party.wants(name)
-        ]
-        for name in sorted(wanted, key=pull_order):
+        # Ask what is wanted only when its turn comes: an approval is wanted
+        # once the proposal it answers, fetched earlier this round, is known.
+        for name in sorted(listed.values(), key=pull_order):
+            if name.path in self._rejected or not self.party.wants(name):
+                continue
             verdict = await self._fetch_one(name)
             if verdict is None:
                 continue

@@ -1,0 +1,730 @@
+"""This device: its place in the mesh, its replica and its side of sync.
+
+Theory of operation
+-------------------
+A :class:`Device` ties the pure cores to the local SQLite store: the mesh
+log (:mod:`meshd.mesh`), the book of proposals, and the passport replica
+(:mod:`meshd.replica`). It is also the :class:`~meshd.sync.engine.LocalParty`
+of the sync engine: it says what to publish, what it still wants, and judges
+each object that storage or a peer hands it. Every object is checked by the
+cores before anything is stored; storage is never trusted.
+
+A device is in one of three states:
+
+- ``no_mesh``: keys only.
+- ``joining``: it asked to enroll (or recover) and follows the mesh log from
+  storage, without being able to read the passport, until an entry adds it.
+- ``member``: active in the mesh (or ``revoked``: it was removed).
+
+Who finalizes: any device that holds threshold approvals of a proposal and
+will be active after the change writes the entry, after every sync round.
+Two finalizers make a fork that the mesh log resolves the same everywhere.
+
+Times: the cores of the mesh take integer milliseconds, the replica float
+seconds; this module reads the clock once per call and passes it on.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from meshd.crypto.encoding import Record, Signed
+from meshd.crypto.suite import DeviceKeys, normalize_device_id, short_id
+from meshd.errors import (
+    DecodeError,
+    InvalidEntry,
+    InvalidInput,
+    InvalidState,
+    MeshError,
+    NoMesh,
+    NotFound,
+    RollbackRefused,
+    UnknownProposal,
+)
+from meshd.invite import Invite
+from meshd.mesh.log import MeshLog, create_mesh
+from meshd.mesh.proposals import (
+    PENDING,
+    ProposalBook,
+    make_join_request,
+    propose,
+    short_code,
+)
+from meshd.mesh.records import REVOKE, THRESHOLD, Revocation
+from meshd.mesh.state import MeshState, entry_hash, read_entry
+from meshd.mesh.vaults import proposal_id, recover_vault_seed
+from meshd.replica.head import verify_head
+from meshd.replica.ingest import Verdict as OpVerdict
+from meshd.replica.replica import Replica, ReplicaSettings
+from meshd.replica.store import Store
+from meshd.sync.engine import Outcome, Verdict
+from meshd.sync.layout import (
+    ApprovalName,
+    HeadName,
+    LogEntryName,
+    ObjectName,
+    ProposalRequestName,
+    SegmentName,
+    SnapshotName,
+    content_hash_text,
+    log_entry_name,
+    segment_name,
+    snapshot_name,
+)
+
+logger = logging.getLogger(__name__)
+
+STORE_NAME = "store.sqlite3"
+# A segment carries at most this many ops, so one object stays well under
+# the engine's size limit and a reader fetches big histories in pieces.
+MAX_OPS_PER_SEGMENT = 256
+
+NO_MESH = "no_mesh"
+JOINING = "joining"
+MEMBER = "member"
+REVOKED = "revoked"
+
+_SETTING_STORAGE = "storage"
+_SETTING_ACCEPTED_HEAD = "accepted_head"
+_SETTING_REQUEST = "my_request"
+_SETTING_SEGMENTS = "published_segments"
+
+
+@dataclass(frozen=True)
+class Segment(Record):
+    """A batch of one device's signed ops, as published to storage."""
+
+    TAG: ClassVar[str] = "segment"
+    VERSION: ClassVar[int] = 1
+    MAX_SIZE: ClassVar[int] = 16 * 1024 * 1024
+    ops: tuple[bytes, ...]
+
+
+def now_seconds() -> float:
+    return time.time()
+
+
+def mesh_id_of(did: str) -> bytes:
+    """The mesh id (genesis hash) a DID is derived from.
+
+    Raises:
+        InvalidInput: the text is not a did:human DID.
+    """
+    prefix = "did:human:"
+    body = did[len(prefix) :].upper() if did.startswith(prefix) else ""
+    try:
+        mesh_id = base64.b32decode(body + "=" * (-len(body) % 8))
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidInput(f"{did!r} is not a did:human DID") from exc
+    if len(mesh_id) != 32:
+        raise InvalidInput(f"{did!r} is not a did:human DID")
+    return mesh_id
+
+
+class Device:
+    """One device's mesh membership, proposals and replica over its store."""
+
+    def __init__(
+        self,
+        home: Path,
+        keys: DeviceKeys,
+        clock: Callable[[], float] = now_seconds,
+        settings: ReplicaSettings | None = None,
+    ) -> None:
+        self.home = home
+        self.keys = keys
+        self.clock = clock
+        self.settings = settings or ReplicaSettings()
+        self.store = Store.open(home / STORE_NAME)
+        self.book = ProposalBook()
+        self.log: MeshLog | None = None
+        self.replica: Replica | None = None
+        self.vault_seed: bytes | None = None
+        self._checked_heads: set[str] = set()
+        self._fetched_segments: set[str] = set()
+        self._published_head: bytes | None = None
+        self._load()
+
+    # -- Loading ---------------------------------------------------------------
+
+    def _load(self) -> None:
+        entries = [data for _, _, data in self.store.mesh_entries()]
+        if not entries:
+            return
+        head = self.store.setting(_SETTING_ACCEPTED_HEAD)
+        self.log = MeshLog.from_entries(
+            entries, self.keys, bytes.fromhex(head) if head else None
+        )
+        now_ms = self._now_ms()
+        for _, data in self.store.proposals():
+            self._load_proposal(data, now_ms)
+        self._open_replica_if_member()
+
+    def _load_proposal(self, data: bytes, now_ms: int) -> None:
+        assert self.log is not None
+        try:
+            pending = self.book.add(self.log.state, Signed.decode(data))
+        except MeshError as exc:
+            logger.debug("Stored proposal no longer fits the mesh: %s", exc)
+            return
+        for _, approval in self.store.approvals(pending.id.hex()):
+            try:
+                self.book.receive(self.log.state, Signed.decode(approval), now_ms)
+            except MeshError as exc:
+                logger.debug("Stored approval skipped: %s", exc)
+        self.book.settle(self.log.state)
+
+    def _open_replica_if_member(self) -> None:
+        if self.replica is not None or self.log is None:
+            return
+        if self.log.member(self.keys.device_id) is None:
+            return
+        self.replica = Replica(
+            self.store, self.keys, self.log, self.settings, self.vault_seed
+        )
+
+    def close(self) -> None:
+        self.store.close()
+
+    # -- Facts -----------------------------------------------------------------
+
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    @property
+    def device_id(self) -> str:
+        return self.keys.device_id
+
+    @property
+    def storage_url(self) -> str | None:
+        return self.store.setting(_SETTING_STORAGE)
+
+    @property
+    def mesh_id(self) -> bytes | None:
+        return None if self.log is None else self.log.mesh_id
+
+    @property
+    def state_name(self) -> str:
+        if self.log is None:
+            return NO_MESH
+        member = self.log.member(self.device_id)
+        if member is None:
+            return JOINING
+        return MEMBER if member.active else REVOKED
+
+    def require_log(self) -> MeshLog:
+        """Raises:
+        NoMesh: this device has no mesh yet.
+        """
+        if self.log is None:
+            raise NoMesh()
+        return self.log
+
+    def require_member(self) -> tuple[MeshLog, Replica]:
+        """Raises:
+        NoMesh: no mesh, or not enrolled yet.
+        DeviceRevoked: this device was revoked.
+        """
+        log = self.require_log()
+        if self.replica is None:
+            raise NoMesh(
+                "This device is not enrolled yet: approve its request on another device"
+            )
+        from meshd.mesh.proposals import require_active
+
+        require_active(log.state, self.device_id)
+        return log, self.replica
+
+    # -- Creating and joining --------------------------------------------------
+
+    def create_mesh(self, label: str, storage: str, name: str, kind: str) -> MeshState:
+        """Found a new mesh with this device as its only member.
+
+        Raises:
+            InvalidState: this device already belongs to a mesh.
+        """
+        if self.log is not None:
+            raise InvalidState("This device already belongs to a mesh")
+        if not label.strip():
+            raise InvalidInput("The label must not be empty", field="label")
+        log, genesis = create_mesh(label, self.keys, name, kind, self._now_ms())
+        with self.store.transaction():
+            self.store.set_setting(_SETTING_STORAGE, storage)
+            self._store_entry(log, genesis)
+        self.log = log
+        self._open_replica_if_member()
+        return log.state
+
+    def invite(self) -> str:
+        log = self.require_log()
+        storage = self.storage_url or ""
+        return Invite(log.state.did, storage, log.state.label or "").to_text()
+
+    def start_join(self, invite: Invite, entries: Iterable[bytes]) -> None:
+        """Adopt the mesh log fetched from the invite's storage.
+
+        Raises:
+            InvalidState: this device already belongs to a mesh.
+            InvalidEntry: the storage serves another mesh than the invite's.
+        """
+        if self.log is not None:
+            raise InvalidState("This device already belongs to a mesh")
+        signed = [Signed.decode(data) for data in entries]
+        log = MeshLog.from_entries(signed, self.keys)
+        if log.state.did != invite.did:
+            raise InvalidInput(
+                "The storage holds another mesh than the invite names",
+                field="invite",
+            )
+        with self.store.transaction():
+            self.store.set_setting(_SETTING_STORAGE, invite.storage)
+            for entry in log.entries:
+                self._store_entry(log, entry)
+        self.log = log
+
+    def request_enrollment(
+        self, name: str, kind: str, replace: Iterable[str] = ()
+    ) -> dict[str, Any]:
+        """Make this device's join (or, with ``replace``, recovery) request."""
+        log = self.require_log()
+        revocations = []
+        for device in replace:
+            device_id = normalize_device_id(device)
+            cutoff = 0
+            revocations.append(Revocation(device_id, cutoff))
+        signed = make_join_request(
+            log.state, self.keys, name, kind, self._now_ms(), replace=revocations
+        )
+        pending = self.book.add(log.state, signed)
+        with self.store.transaction():
+            self.store.put_proposal(pending.id.hex(), signed.encode())
+            self.store.set_setting(_SETTING_REQUEST, pending.id.hex())
+        return {
+            "request_id": pending.id.hex(),
+            "code": short_code(signed.body),
+            "required_approvals": log.state.threshold,
+            "kind": pending.proposal.kind,
+        }
+
+    def my_request(self) -> dict[str, Any] | None:
+        """The state of this device's own join or recovery request."""
+        identifier = self.store.setting(_SETTING_REQUEST)
+        if identifier is None or self.log is None:
+            return None
+        try:
+            pending = self.book.get(bytes.fromhex(identifier))
+        except UnknownProposal:
+            return None
+        state = self.state_name
+        return {
+            "request_id": identifier,
+            "code": short_code(pending.signed.body),
+            "approvals": len(pending.approvals),
+            "required": self.log.state.threshold,
+            "state": "applied" if state == MEMBER else pending.status,
+        }
+
+    # -- Proposals -------------------------------------------------------------
+
+    def pending(self) -> list[dict[str, Any]]:
+        log = self.require_log()
+        found = []
+        for pending in self.book.pending(self._now_ms()):
+            summary = pending.summary(log.state.threshold)
+            summary["summary"] = self._describe(pending.proposal)
+            summary["code_required"] = pending.code_required
+            found.append(summary)
+        return found
+
+    def _describe(self, proposal: Any) -> str:
+        log = self.require_log()
+        if proposal.new_device is not None:
+            new = short_id(proposal.new_device.device_id)
+            lost = ", ".join(short_id(r.device_id) for r in proposal.revocations)
+            kind = proposal.new_device.kind
+            if lost:
+                return f"recover on new {kind} {new}, replacing {lost}"
+            return f"enroll new {kind} {new}"
+        if proposal.kind == REVOKE:
+            names = [
+                f"{log.state.device_name(r.device_id) or ''} {short_id(r.device_id)}"
+                for r in proposal.revocations
+            ]
+            return "revoke " + ", ".join(name.strip() for name in names)
+        if proposal.kind == THRESHOLD:
+            return f"set threshold to {proposal.threshold}"
+        return str(proposal.kind)
+
+    def _resolve_id(self, text: str) -> bytes:
+        """A proposal id from its full hex or a unique prefix."""
+        cleaned = text.strip().lower()
+        matches = [p.id for p in self.book.all() if p.id.hex().startswith(cleaned)]
+        if not cleaned or len(matches) != 1:
+            raise UnknownProposal(f"No single proposal matches {text!r}", proposal=text)
+        return matches[0]
+
+    def approve(self, text: str, code: str | None) -> dict[str, Any]:
+        log, _ = self.require_member()
+        identifier = self._resolve_id(text)
+        signed = self.book.approve(
+            identifier, log.state, self.keys, self._now_ms(), code
+        )
+        self._store_approval(identifier, signed)
+        self.try_finalize()
+        return self._proposal_result(identifier)
+
+    def reject(self, text: str) -> dict[str, Any]:
+        log, _ = self.require_member()
+        identifier = self._resolve_id(text)
+        signed = self.book.reject(identifier, log.state, self.keys, self._now_ms())
+        self._store_approval(identifier, signed)
+        return {"id": identifier.hex(), "state": self.book.get(identifier).status}
+
+    def propose_revoke(self, device: str, reason: str) -> dict[str, Any]:
+        log, replica = self.require_member()
+        device_id = normalize_device_id(device)
+        if log.member(device_id) is None:
+            raise NotFound(f"{short_id(device_id)} is not a device of this mesh")
+        cutoff = replica.version_vector().get(device_id, 0)
+        return self._propose_and_approve(
+            REVOKE, revocations=[Revocation(device_id, cutoff)], reason=reason
+        )
+
+    def propose_threshold(self, threshold: int) -> dict[str, Any]:
+        return self._propose_and_approve(THRESHOLD, threshold=threshold)
+
+    def _propose_and_approve(self, kind: str, **details: Any) -> dict[str, Any]:
+        log, _ = self.require_member()
+        now_ms = self._now_ms()
+        signed = propose(log.state, self.keys, kind, now_ms, **details)
+        pending = self.book.add(log.state, signed)
+        self.store.put_proposal(pending.id.hex(), signed.encode())
+        approval = self.book.approve(pending.id, log.state, self.keys, now_ms)
+        self._store_approval(pending.id, approval)
+        self.try_finalize()
+        result = self._proposal_result(pending.id)
+        result["proposal_id"] = result["id"]
+        return result
+
+    def _proposal_result(self, identifier: bytes) -> dict[str, Any]:
+        pending = self.book.get(identifier)
+        log = self.require_log()
+        return {
+            "id": identifier.hex(),
+            "approvals": len(pending.approvals),
+            "required": log.state.threshold,
+            "state": pending.status,
+        }
+
+    def _store_approval(self, identifier: bytes, signed: Signed) -> None:
+        approver = signed.signatures[0].signer
+        key = f"{identifier.hex()}/{approver}"
+        self.store.put_approval(key, identifier.hex(), signed.encode())
+
+    def try_finalize(self) -> list[str]:
+        """Finalize every ready proposal this device may finalize."""
+        if self.log is None or self.state_name != MEMBER:
+            return []
+        done = []
+        for pending in self.book.pending(self._now_ms()):
+            if not self.book.ready(pending.id, self.log.state):
+                continue
+            try:
+                entry = self.book.finalize(
+                    pending.id, self.log.state, self.keys, self._now_ms()
+                )
+            except MeshError as exc:
+                logger.info(
+                    "Proposal %s not finalized here: %s", pending.id.hex()[:12], exc
+                )
+                continue
+            self.accept_entry(entry)
+            done.append(pending.id.hex())
+        return done
+
+    # -- Accepting mesh-log entries --------------------------------------------
+
+    def accept_entry(self, signed: Signed) -> None:
+        """Apply one mesh-log entry and store it with what it changes.
+
+        Raises:
+            RollbackRefused / InvalidEntry / BadSignature / DecodeError.
+        """
+        log = self.require_log()
+        before = log.head
+        log.receive(signed)
+        if log.head == before:
+            return
+        with self.store.transaction():
+            for entry in log.entries:
+                self._store_entry(log, entry)
+        self._after_membership_change()
+
+    def _store_entry(self, log: MeshLog, signed: Signed) -> None:
+        position = read_entry(signed).position
+        self.store.put_mesh_entry(position, entry_hash(signed), signed.encode())
+        self.store.set_setting(_SETTING_ACCEPTED_HEAD, log.head.hex())
+
+    def _after_membership_change(self) -> None:
+        assert self.log is not None
+        applied = [p.id for p in self.book.all() if self._applied(p.id, self.log)]
+        self.book.settle(self.log.state, applied)
+        self._open_replica_if_member()
+        if self.replica is not None:
+            self.replica.membership_changed(self.clock())
+
+    @staticmethod
+    def _applied(identifier: bytes, log: MeshLog) -> bool:
+        for entry in log.entries[1:]:
+            body = read_entry(entry)
+            if (
+                body.proposal
+                and proposal_id(Signed.decode(body.proposal).body) == identifier
+            ):
+                return True
+        return False
+
+    # -- Recovery --------------------------------------------------------------
+
+    def try_rebuild_vault(self) -> bool:
+        """On a recovering device: rebuild the vault seed from the shares."""
+        identifier = self.store.setting(_SETTING_REQUEST)
+        if self.vault_seed is not None or identifier is None or self.log is None:
+            return False
+        pending = self.book.get(bytes.fromhex(identifier))
+        if len(pending.approvals) < self.log.state.threshold:
+            return False
+        state = self.log.state
+        self.vault_seed = recover_vault_seed(
+            state.vault,
+            state.active_members(),
+            pending.signed,
+            pending.approvals.values(),
+            self.keys,
+        )
+        return True
+
+    # -- The sync party --------------------------------------------------------
+
+    def outgoing(self) -> Iterable[tuple[ObjectName, bytes]]:
+        """Everything this device publishes; the engine skips what is listed."""
+        if self.log is None:
+            return []
+        found: list[tuple[ObjectName, bytes]] = []
+        for index, entry in enumerate(self.log.entries):
+            data = entry.encode()
+            found.append((log_entry_name(index, data), data))
+        for pending in self.book.all():
+            if pending.status != PENDING:
+                continue
+            found.append(
+                (ProposalRequestName(pending.id.hex()), pending.signed.encode())
+            )
+            for device, signed in [
+                *pending.approvals.items(),
+                *pending.rejections.items(),
+            ]:
+                found.append((ApprovalName(pending.id.hex(), device), signed.encode()))
+        found.extend(self._outgoing_replica())
+        return found
+
+    def _outgoing_replica(self) -> list[tuple[ObjectName, bytes]]:
+        if self.replica is None or self.state_name != MEMBER:
+            return []
+        found: list[tuple[ObjectName, bytes]] = []
+        for first, last, data in self._my_segments():
+            found.append((segment_name(self.device_id, first, last, data), data))
+        snapshot = self.replica.newest_snapshot()
+        if snapshot is not None:
+            generation = self.require_log().state.vault.number
+            found.append((snapshot_name(generation, snapshot), snapshot))
+        head = self.replica.head(self.clock())
+        vector = tuple(sorted(self.replica.version_vector().items()))
+        marker = repr(vector).encode() + self.require_log().head
+        if marker != self._published_head:
+            self._published_head = marker
+            found.append((HeadName(self.device_id), head))
+        return found
+
+    def _my_segments(self) -> list[tuple[int, int, bytes]]:
+        """This device's ops cut into segments. Each segment is made once and
+        kept, so it always has the same bytes and so the same name."""
+        assert self.replica is not None
+        bounds = _parse_bounds(self.store.setting(_SETTING_SEGMENTS))
+        covered = bounds[-1][1] if bounds else 0
+        vector = self.replica.version_vector()
+        if vector.get(self.device_id, 0) > covered:
+            # Only this device's ops after the last segment: everyone else's
+            # sequence is set to what this replica already holds.
+            fresh = self.replica.ops_since({**vector, self.device_id: covered})
+            with self.store.transaction():
+                for start in range(0, len(fresh), MAX_OPS_PER_SEGMENT):
+                    chunk = fresh[start : start + MAX_OPS_PER_SEGMENT]
+                    first = covered + start + 1
+                    last = first + len(chunk) - 1
+                    self.store.put_meta(
+                        f"segment:{first}", Segment(tuple(chunk)).encode()
+                    )
+                    bounds.append((first, last))
+                self.store.set_setting(
+                    _SETTING_SEGMENTS, ",".join(f"{a}-{b}" for a, b in bounds)
+                )
+        found = []
+        for first, last in bounds:
+            data = self.store.meta(f"segment:{first}")
+            if data is not None:
+                found.append((first, last, data))
+        return found
+
+    def wants(self, name: ObjectName) -> bool:
+        if self.log is None:
+            return False
+        match name:
+            case LogEntryName(position=position, hash=digest):
+                known = position <= self.log.position and (
+                    content_hash_text(entry_hash_at(self.log, position)) == digest
+                )
+                return not known
+            case ProposalRequestName(proposal_id=identifier):
+                return not any(p.id.hex() == identifier for p in self.book.all())
+            case ApprovalName(proposal_id=identifier, device_id=device):
+                return self._wants_approval(identifier, device)
+            case SegmentName():
+                return self._wants_segment(name)
+            case HeadName(device_id=device):
+                return device != self.device_id and device not in self._checked_heads
+            case SnapshotName():
+                return (
+                    self.replica is not None and name.path not in self._fetched_segments
+                )
+        return False
+
+    def _wants_approval(self, identifier: str, device: str) -> bool:
+        for pending in self.book.all():
+            if pending.id.hex() == identifier:
+                return (
+                    device not in pending.approvals and device not in pending.rejections
+                )
+        return False
+
+    def _wants_segment(self, name: SegmentName) -> bool:
+        if self.replica is None or name.device_id == self.device_id:
+            return False
+        if name.path in self._fetched_segments:
+            return False
+        return name.last_seq > self.replica.version_vector().get(name.device_id, 0)
+
+    def receive(self, name: ObjectName, data: bytes) -> Verdict:
+        match name:
+            case LogEntryName():
+                return self._receive_entry(data)
+            case ProposalRequestName():
+                return self._receive_proposal(data)
+            case ApprovalName():
+                return self._receive_approval(name, data)
+            case SegmentName():
+                return self._receive_segment(name, data)
+            case HeadName():
+                return self._receive_head(name, data)
+            case SnapshotName():
+                return self._receive_snapshot(name, data)
+        return Verdict(Outcome.REJECTED, "unknown_object")
+
+    def _receive_entry(self, data: bytes) -> Verdict:
+        before = self.require_log().head
+        try:
+            self.accept_entry(Signed.decode(data))
+        except RollbackRefused as exc:
+            return Verdict(Outcome.REJECTED, exc.reason)
+        if self.require_log().head == before:
+            return Verdict(Outcome.HELD, "waiting_for_predecessor")
+        return Verdict(Outcome.ACCEPTED)
+
+    def _receive_proposal(self, data: bytes) -> Verdict:
+        log = self.require_log()
+        signed = Signed.decode(data)
+        try:
+            pending = self.book.add(log.state, signed)
+        except InvalidEntry as exc:
+            # Proposals of earlier heads stay in storage after they were
+            # applied or dropped: history, not tampering.
+            if exc.details.get("problem") == "stale_proposal":
+                return Verdict(Outcome.DUPLICATE)
+            raise
+        self.store.put_proposal(pending.id.hex(), data)
+        return Verdict(Outcome.ACCEPTED)
+
+    def _receive_approval(self, name: ApprovalName, data: bytes) -> Verdict:
+        log = self.require_log()
+        signed = Signed.decode(data)
+        if signed.signatures and signed.signatures[0].signer != name.device_id:
+            return Verdict(Outcome.REJECTED, "misplaced_approval")
+        self.book.receive(log.state, signed, self._now_ms())
+        self._store_approval(bytes.fromhex(name.proposal_id), signed)
+        return Verdict(Outcome.ACCEPTED)
+
+    def _receive_segment(self, name: SegmentName, data: bytes) -> Verdict:
+        assert self.replica is not None
+        self._fetched_segments.add(name.path)
+        self._checked_heads.discard(name.device_id)
+        segment = Segment.decode(data)
+        decisions = self.replica.ingest_many(segment.ops, self.clock())
+        rejected = [d for d in decisions if d.verdict is OpVerdict.REJECTED]
+        if rejected:
+            return Verdict(Outcome.REJECTED, rejected[0].reason)
+        if any(d.verdict is OpVerdict.HELD for d in decisions):
+            return Verdict(Outcome.HELD, "ops_held")
+        return Verdict(Outcome.ACCEPTED)
+
+    def _receive_head(self, name: HeadName, data: bytes) -> Verdict:
+        self._checked_heads.add(name.device_id)
+        head = verify_head(data, self.require_log())
+        stored = self.store.heads().get(name.device_id)
+        if stored is not None:
+            previous = verify_head(stored, self.require_log())
+            if head.sequence < previous.sequence:
+                return Verdict(Outcome.REJECTED, "head_went_backwards")
+        self.store.put_head(name.device_id, data)
+        return Verdict(Outcome.ACCEPTED)
+
+    def _receive_snapshot(self, name: SnapshotName, data: bytes) -> Verdict:
+        assert self.replica is not None
+        self._fetched_segments.add(name.path)
+        decision = self.replica.load_snapshot(data, self.clock())
+        if decision.verdict is OpVerdict.REJECTED:
+            return Verdict(Outcome.REJECTED, decision.reason)
+        return Verdict(Outcome.ACCEPTED)
+
+    def after_round(self) -> None:
+        if self.state_name == JOINING:
+            try:
+                self.try_rebuild_vault()
+            except MeshError as exc:
+                logger.warning("Vault not rebuilt yet: %s", exc)
+        self.try_finalize()
+        if self.replica is not None:
+            self.replica.retry_held(self.clock())
+
+
+def entry_hash_at(log: MeshLog, position: int) -> bytes:
+    return entry_hash(log.entries[position])
+
+
+def _parse_bounds(text: str | None) -> list[tuple[int, int]]:
+    if not text:
+        return []
+    bounds = []
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        try:
+            bounds.append((int(first), int(last)))
+        except ValueError as exc:
+            raise DecodeError("Stored segment bounds are damaged") from exc
+    return bounds

@@ -1,0 +1,509 @@
+"""The mesh methods of the API and the sync loop, over one :class:`Device`.
+
+:class:`MeshNode` is what the daemon runs once the keys are open: it owns the
+:class:`~meshd.device.Device`, the storage backend of the mesh and the sync
+engine, polls storage in the background, and serves the ``mesh.*``,
+``device.*``, ``enrollment.*``, ``recovery.*``, ``proposal.*``,
+``passport.*``, ``conflict.*`` and ``sync.*`` methods. Handlers do their
+local work synchronously (SQLite, pure cores) and then ask for a sync round,
+so a change reaches storage without waiting for the next poll.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from meshd.crypto.suite import DeviceKeys, short_id
+from meshd.device import (
+    MEMBER,
+    Device,
+    mesh_id_of,
+)
+from meshd.errors import (
+    InvalidInput,
+    MeshError,
+    NoMesh,
+    StorageUnavailable,
+)
+from meshd.events import EventBus
+from meshd.invite import Invite
+from meshd.replica.paths import JSONValue
+from meshd.rpc.methods import Method, optional, required
+from meshd.sync.engine import MAX_OBJECT_SIZE, SyncEngine
+from meshd.sync.layout import LogEntryName
+from meshd.sync.storage import StorageBackend
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_POLL_SECONDS = 3.0
+# Backoff after storage errors: doubling from one poll interval up to a
+# minute, so an outage costs few requests and recovery is noticed quickly.
+MAX_BACKOFF_SECONDS = 60.0
+DEVICE_KINDS = ("phone", "laptop", "tablet", "watch", "desktop", "server", "other")
+
+
+class MeshNode:
+    """The device's mesh life: API handlers plus the background sync loop."""
+
+    def __init__(
+        self,
+        home: Path,
+        keys: DeviceKeys,
+        events: EventBus,
+        poll_seconds: float = DEFAULT_POLL_SECONDS,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.device = Device(home, keys) if clock is None else Device(home, keys, clock)
+        self.events = events
+        self.poll_seconds = poll_seconds
+        self.backend: StorageBackend | None = None
+        self.engine: SyncEngine | None = None
+        self.last_error: str | None = None
+        self.last_round: dict[str, int] = {}
+        self._wake = trio.Event()
+        self._round_lock = trio.Lock()
+        self._connect()
+
+    def _connect(self) -> None:
+        url, mesh_id = self.device.storage_url, self.device.mesh_id
+        if url is None or mesh_id is None:
+            return
+        self.backend = StorageBackend.for_mesh(
+            url, mesh_id, own_device_id=self.device.device_id
+        )
+        self.engine = SyncEngine(self.device, self.backend)
+
+    # -- The sync loop ---------------------------------------------------------
+
+    async def run(self) -> None:
+        """Poll storage until cancelled; a handler's change wakes it early."""
+        logger.info("Sync loop started for %s", short_id(self.device.device_id))
+        backoff = self.poll_seconds
+        try:
+            while True:
+                with trio.move_on_after(backoff):
+                    await self._wake.wait()
+                self._wake = trio.Event()
+                if self.engine is None:
+                    continue
+                try:
+                    await self.sync_round()
+                    backoff = self.poll_seconds
+                except StorageUnavailable:
+                    backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+                    backoff *= 0.5 + random.random() / 2
+        finally:
+            logger.info("Sync loop stopped for %s", short_id(self.device.device_id))
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def sync_round(self) -> dict[str, Any]:
+        """One round against storage; events tell subscribers what changed.
+
+        Raises:
+            NoMesh: this device has no storage yet.
+            StorageUnavailable: storage cannot be reached.
+        """
+        if self.engine is None:
+            raise NoMesh()
+        async with self._round_lock:
+            state_before = self.device.state_name
+            try:
+                report = await self.engine.run_round()
+            except StorageUnavailable as exc:
+                self.last_error = exc.message
+                self.events.publish("sync.failed", reason=exc.reason)
+                raise
+        self.last_error = None
+        self.last_round = {
+            "pushed": report.pushed,
+            "pulled": report.pulled,
+            "held": report.held,
+            "rejected": report.rejected,
+        }
+        if report.pushed or report.pulled:
+            self.events.publish("sync", **self.last_round)
+        if state_before != self.device.state_name:
+            self.events.publish("device.state", state=self.device.state_name)
+            # A device that just became a member can now read what the
+            # listing offered: fetch it in the same call.
+            return await self.sync_round()
+        return self.last_round
+
+    # -- mesh.* ----------------------------------------------------------------
+
+    async def create(
+        self, label: str, storage: str, device_name: str, device_kind: str
+    ) -> dict[str, Any]:
+        _check_kind(device_kind)
+        StorageBackend(storage)  # refuse a URL no installed fsspec driver serves
+        state = self.device.create_mesh(label, storage, device_name, device_kind)
+        self._connect()
+        await self._push_now()
+        self.events.publish("mesh.created", did=state.did)
+        return {"did": state.did, "device_id": self.device.device_id, "label": label}
+
+    async def status(self) -> dict[str, Any]:
+        device = self.device
+        if device.log is None:
+            raise NoMesh()
+        state = device.log.state
+        warnings = list(state.warnings()) if device.state_name == MEMBER else []
+        if device.state_name != MEMBER:
+            warnings.append(_state_warning(device.state_name))
+        if self.last_error:
+            warnings.append(f"Storage unreachable: {self.last_error}")
+        engine_problems = [] if self.engine is None else list(self.engine.problems)
+        for problem in engine_problems[-5:]:
+            warnings.append(
+                f"Storage served a bad object: {problem.name} ({problem.reason})"
+            )
+        return {
+            "state": device.state_name,
+            "did": state.did,
+            "label": state.label,
+            "device_id": device.device_id,
+            "threshold": state.threshold,
+            "devices": len(state.active_ids()),
+            "position": state.position,
+            "vault_generation": state.vault.number,
+            "warnings": warnings,
+            "problems": [{"name": p.name, "reason": p.reason} for p in engine_problems],
+            "storage": device.storage_url,
+            "request": device.my_request(),
+            "last_sync": self.last_round,
+        }
+
+    async def invite(self) -> dict[str, Any]:
+        return {"invite": self.device.invite()}
+
+    async def did_document(self) -> dict[str, Any]:
+        return self.device.require_log().state.did_document()
+
+    async def devices(self) -> list[dict[str, Any]]:
+        log = self.device.require_log()
+        state = log.state
+        found = []
+        for device_id, device in sorted(state.devices.items()):
+            info = device.info()
+            found.append(
+                {
+                    "id": device_id,
+                    "name": state.device_name(device_id),
+                    "kind": info.kind,
+                    "state": "active" if info.active else "revoked",
+                    "enrolled_at": info.enrolled_position,
+                    "this_device": device_id == self.device.device_id,
+                }
+            )
+        return found
+
+    # -- enrollment.* and recovery.* -------------------------------------------
+
+    async def request_enrollment(
+        self, invite: str, device_name: str, device_kind: str
+    ) -> dict[str, Any]:
+        _check_kind(device_kind)
+        return await self._request(invite, device_name, device_kind, [])
+
+    async def request_recovery(
+        self, invite: str, replace: list[Any], device_name: str, device_kind: str
+    ) -> dict[str, Any]:
+        _check_kind(device_kind)
+        if not replace or not all(isinstance(item, str) for item in replace):
+            raise InvalidInput("Name the lost devices to replace", field="replace")
+        return await self._request(invite, device_name, device_kind, replace)
+
+    async def _request(
+        self, text: str, name: str, kind: str, replace: list[str]
+    ) -> dict[str, Any]:
+        invite = Invite.from_text(text)
+        backend = StorageBackend.for_mesh(invite.storage, mesh_id_of(invite.did))
+        names = [n for n in await backend.list("log") if isinstance(n, LogEntryName)]
+        names.sort(key=lambda name: name.position)
+        entries = [await backend.get(name, MAX_OBJECT_SIZE) for name in names]
+        if not entries:
+            raise StorageUnavailable("The invite's storage holds no mesh log yet")
+        self.device.start_join(invite, entries)
+        result = self.device.request_enrollment(name, kind, replace)
+        self._connect()
+        await self._push_now()
+        self.events.publish("enrollment.requested", request_id=result["request_id"])
+        return result
+
+    async def request_status(self) -> dict[str, Any]:
+        found = self.device.my_request()
+        if found is None:
+            raise NoMesh("This device has made no join or recovery request")
+        found["device_state"] = self.device.state_name
+        return found
+
+    # -- proposal.* ------------------------------------------------------------
+
+    async def pending(self) -> list[dict[str, Any]]:
+        return self.device.pending()
+
+    async def approve(self, id: str, code: str | None) -> dict[str, Any]:
+        result = self.device.approve(id, code)
+        self.events.publish("proposal.approved", id=result["id"], state=result["state"])
+        await self._push_now()
+        return result
+
+    async def reject(self, id: str) -> dict[str, Any]:
+        result = self.device.reject(id)
+        await self._push_now()
+        return result
+
+    async def revoke(self, device_id: str, reason: str) -> dict[str, Any]:
+        result = self.device.propose_revoke(device_id, reason)
+        await self._push_now()
+        return result
+
+    async def set_threshold(self, threshold: int) -> dict[str, Any]:
+        result = self.device.propose_threshold(threshold)
+        await self._push_now()
+        return result
+
+    # -- passport.* and conflict.* ---------------------------------------------
+
+    async def passport_get(self, path: str | None) -> JSONValue:
+        _, replica = self.device.require_member()
+        if path is None or path == "":
+            return replica.passport()
+        return replica.get(path)
+
+    async def passport_set(self, path: str, value: Any) -> dict[str, Any]:
+        _, replica = self.device.require_member()
+        op_id = replica.local_set(path, value, self.device.clock())
+        await self._push_now()
+        return {"path": path, "op_id": op_id}
+
+    async def passport_delete(self, path: str) -> dict[str, Any]:
+        _, replica = self.device.require_member()
+        op_id = replica.local_delete(path, self.device.clock())
+        await self._push_now()
+        return {"path": path, "op_id": op_id}
+
+    async def add_capability(self, name: str, data: Any) -> dict[str, Any]:
+        _, replica = self.device.require_member()
+        capability_id, op_id = replica.add_capability(name, data, self.device.clock())
+        await self._push_now()
+        return {"capability_id": capability_id, "op_id": op_id}
+
+    async def conflicts(self) -> list[dict[str, Any]]:
+        _, replica = self.device.require_member()
+        return [conflict.to_json() for conflict in replica.conflicts()]
+
+    async def resolve(self, id: str, pick: str) -> dict[str, Any]:
+        _, replica = self.device.require_member()
+        op_id = replica.resolve(id, pick, self.device.clock())
+        await self._push_now()
+        return {"id": id, "op_id": op_id}
+
+    # -- sync.* ----------------------------------------------------------------
+
+    async def sync_now(self) -> dict[str, Any]:
+        report = await self.sync_round()
+        return {**report, "storage": self.device.storage_url}
+
+    async def _push_now(self) -> None:
+        """Try one round right away; a storage outage is left to the loop."""
+        try:
+            await self.sync_round()
+        except StorageUnavailable as exc:
+            logger.warning("Sync deferred: %s", exc.message)
+        except MeshError as exc:
+            logger.debug("Sync round skipped: %s", exc)
+
+    # -- The method table rows -------------------------------------------------
+
+    def methods(self) -> list[Method]:
+        """The rows this node adds to the daemon's method table."""
+        name = optional("device_name", "string", default="", description="a name")
+        kind = optional("device_kind", "string", default="other", description="phone…")
+        return [
+            # -- mesh ----------------------------------------------------------
+            Method(
+                "mesh.create",
+                self.create,
+                params=(
+                    required("label", "string"),
+                    required("storage", "string"),
+                    name,
+                    kind,
+                ),
+                summary="Create a mesh with this device as its first member",
+                result="{did, device_id, label}",
+            ),
+            Method(
+                "mesh.invite",
+                self.invite,
+                summary="An invite string",
+                result="{invite}",
+            ),
+            Method(
+                "mesh.did_document",
+                self.did_document,
+                summary="The W3C DID document of the active devices",
+                result="a DID document",
+            ),
+            Method(
+                "mesh.set_threshold",
+                self.set_threshold,
+                params=(required("threshold", "integer"),),
+                summary="Propose a new threshold, approved by this device",
+                result="{proposal_id, id, approvals, required, state}",
+            ),
+            # -- device --------------------------------------------------------
+            Method(
+                "device.list",
+                self.devices,
+                summary="The devices of the mesh",
+                result="[{id, name, kind, state, enrolled_at}]",
+            ),
+            Method(
+                "device.revoke",
+                self.revoke,
+                params=(
+                    required("device_id", "string"),
+                    optional("reason", "string", default=""),
+                ),
+                summary="Propose revoking a device, approved by this device",
+                result="{proposal_id, id, approvals, required, state}",
+            ),
+            # -- enrollment and recovery ---------------------------------------
+            Method(
+                "enrollment.request",
+                self.request_enrollment,
+                params=(required("invite", "string"), name, kind),
+                summary="On a new device: ask the mesh to enroll it",
+                result="{request_id, code, required_approvals}",
+            ),
+            Method(
+                "enrollment.status",
+                self.request_status,
+                summary="This device's own join or recovery request",
+                result="{request_id, code, approvals, required, state, device_state}",
+            ),
+            Method(
+                "recovery.request",
+                self.request_recovery,
+                params=(
+                    required("invite", "string"),
+                    required("replace", "array"),
+                    name,
+                    kind,
+                ),
+                summary="On a new device: recover the identity, revoking lost devices",
+                result="{request_id, code, required_approvals}",
+            ),
+            # -- proposals -----------------------------------------------------
+            Method(
+                "proposal.list",
+                self.pending,
+                summary="Proposals waiting for approvals",
+                result="[{id, kind, summary, approvals, required, expires_at}]",
+            ),
+            Method(
+                "proposal.approve",
+                self.approve,
+                params=(required("id", "string"), optional("code", "string", "null")),
+                summary="Approve a proposal (enroll and recover need the code)",
+                result="{id, approvals, required, state}",
+            ),
+            Method(
+                "proposal.reject",
+                self.reject,
+                params=(required("id", "string"),),
+                summary="Reject a proposal",
+                result="{id, state}",
+            ),
+            # -- passport ------------------------------------------------------
+            Method(
+                "passport.get",
+                self.passport_get,
+                params=(optional("path", "string", "null"),),
+                summary="The whole passport or one path",
+                result="the JSON value",
+            ),
+            Method(
+                "passport.set",
+                self.passport_set,
+                params=(
+                    required("path", "string"),
+                    required(
+                        "value",
+                        "string",
+                        "number",
+                        "boolean",
+                        "object",
+                        "array",
+                        "null",
+                    ),
+                ),
+                summary="Set a path of the passport",
+                result="{path, op_id}",
+            ),
+            Method(
+                "passport.delete",
+                self.passport_delete,
+                params=(required("path", "string"),),
+                summary="Delete a path of the passport",
+                result="{path, op_id}",
+            ),
+            Method(
+                "passport.add_capability",
+                self.add_capability,
+                params=(
+                    required("name", "string"),
+                    optional(
+                        "data", "object", "array", "string", "number", "boolean", "null"
+                    ),
+                ),
+                summary="Add a capability (capabilities/<id>)",
+                result="{capability_id, op_id}",
+            ),
+            Method(
+                "conflict.list",
+                self.conflicts,
+                summary="Unresolved conflicts (manual mode)",
+                result="[{id, path, candidates}]",
+            ),
+            Method(
+                "conflict.resolve",
+                self.resolve,
+                params=(required("id", "string"), required("pick", "string")),
+                summary="Settle a conflict by picking one op",
+                result="{id, op_id}",
+            ),
+            # -- sync ----------------------------------------------------------
+            Method(
+                "sync.now",
+                self.sync_now,
+                summary="Push and pull now",
+                result="{pushed, pulled, held, rejected, storage}",
+            ),
+        ]
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in DEVICE_KINDS:
+        raise InvalidInput(
+            f"Unknown device kind {kind!r}: use one of {', '.join(DEVICE_KINDS)}",
+            field="device_kind",
+        )
+
+
+def _state_warning(state: str) -> str:
+    if state == "joining":
+        return "This device is waiting for approvals: type its code on other devices"
+    if state == "revoked":
+        return "This device has been revoked from the mesh"
+    return "This device is not part of a mesh"

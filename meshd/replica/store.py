@@ -279,6 +279,17 @@ class Store:
             (snapshot_id, created_ms, data),
         )
 
+    def prune_snapshots(self, keep: int) -> None:
+        """Drop all but the ``keep`` newest snapshots."""
+        self._run(
+            "DELETE FROM snapshots WHERE id NOT IN (SELECT id FROM snapshots"
+            " ORDER BY created_ms DESC, rowid DESC LIMIT ?)",
+            (keep,),
+        )
+
+    def snapshot_count(self) -> int:
+        return int(self._one("SELECT COUNT(*) FROM snapshots"))
+
     def newest_snapshot(self) -> bytes | None:
         value = self._one(
             "SELECT data FROM snapshots ORDER BY created_ms DESC, rowid DESC LIMIT 1"

@@ -102,3 +102,10 @@ def test_a_tampered_or_foreign_snapshot_is_rejected(tmp_path: Path) -> None:
     decision = mesh.replicas[1].load_snapshot(foreign, START + 2)
     assert (decision.verdict, decision.reason) == (Verdict.REJECTED, "wrong_mesh")
     assert mesh.replicas[1].passport() == {}
+
+
+def test_only_the_newest_snapshots_are_kept(tmp_path: Path) -> None:
+    mesh = Mesh(tmp_path, 2, snapshot_every=2)
+    for second in range(10):
+        mesh.replicas[0].local_set("profile/name", second, START + second)
+    assert mesh.replicas[0].store.snapshot_count() == 2

@@ -557,7 +557,7 @@ class Replica:
             with self.store.transaction():
                 self.store.put_meta("base", base.encode())
                 self.store.add_snapshot(snapshot.snapshot_id, now_ms, data)
-                self._replace_state(base)
+                self._replace_state(base, now_ms)
                 self._retry_held(now_ms)
                 self._save_meta()
         except StoreError:
@@ -629,7 +629,7 @@ class Replica:
             and vector == self._vector
         )
 
-    def _replace_state(self, base: SnapshotBase) -> None:
+    def _replace_state(self, base: SnapshotBase, now_ms: int) -> None:
         merge, vector = self.recompute(base)
         self._merge = merge
         self._vector = vector
@@ -639,8 +639,8 @@ class Replica:
         # The clock moves past what the snapshot holds, within the skew bound.
         for state in merge.states():
             stamp = state.newest.rank[0]
-            if stamp.wall_ms <= self._clock.last.wall_ms + self.settings.skew_ms:
-                self._clock.observe(stamp, self._clock.last.wall_ms)
+            if stamp.wall_ms <= now_ms + self.settings.skew_ms:
+                self._clock.observe(stamp, now_ms)
 
     # -- Membership -----------------------------------------------------------------
 
@@ -657,7 +657,7 @@ class Replica:
             with self.store.transaction():
                 dropped = self._drop_past_cutoff()
                 if dropped:
-                    self._replace_state(self._base())
+                    self._replace_state(self._base(), now_ms)
                 self._retry_held(now_ms)
                 self._save_meta()
         except StoreError:

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from meshd.crypto.suite import DeviceKeys
 from meshd.errors import DeviceRevoked, NotFound
 from meshd.replica import Replica, Verdict
 
@@ -219,3 +220,20 @@ def test_ops_arriving_before_their_predecessors_are_applied_later(
     assert verdicts == [Verdict.HELD, Verdict.HELD, Verdict.ACCEPTED]
     assert target.get("profile/name") == "v2"
     assert not target.held()
+
+
+def test_an_op_under_a_newer_mesh_head_waits_for_the_mesh_log(tmp_path: Path) -> None:
+    mesh = Mesh(tmp_path, 3)
+    behind_view = mesh.view.copy_up_to(mesh.view.position)
+    behind = mesh.open(2, behind_view)
+    mesh.view.add(DeviceKeys.generate())
+    mesh.replicas[0].local_set("profile/name", "Alice", START)
+
+    [data] = mesh.replicas[0].ops_since({})
+    decision = behind.ingest(data, START + 1)
+    assert (decision.verdict, decision.reason) == (Verdict.HELD, "unknown_head")
+
+    behind_view.catch_up(mesh.view)
+    behind.membership_changed(START + 2)
+    assert behind.get("profile/name") == "Alice"
+    assert behind.held() == []

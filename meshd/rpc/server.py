@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 # Read size: one syscall per 64 KiB keeps a 1 MiB line to a handful of reads.
 _RECEIVE_SIZE = 64 * 1024
+# Time for lines already in the socket buffers to be read when stopping.
+_SETTLE_TIME = 0.05
 
 
 @dataclass(frozen=True)
@@ -213,6 +215,9 @@ class RpcServer:
         self._stopping = True
         self._accept_scope.cancel()
 
+        # Lines already sent before the stop are read and answered: give the
+        # readers a moment to pick them up before waiting for them.
+        await trio.sleep(_SETTLE_TIME)
         with trio.move_on_after(self.limits.stop_grace):
             while self._in_flight:
                 await trio.sleep(0.01)
@@ -272,7 +277,7 @@ class RpcServer:
     ) -> None:
         buffer = codec.LineBuffer(self.limits.line_limit)
         deadline = trio.current_time() + self.limits.line_timeout
-        while not self._stopping:
+        while True:
             try:
                 line = buffer.next_line()
             except codec.LineTooLong:
@@ -284,6 +289,8 @@ class RpcServer:
                 await self._handle_line(line, session, nursery)
                 continue
 
+            if self._stopping:
+                return
             if not buffer.has_partial_line:
                 deadline = trio.current_time() + self.limits.line_timeout
             data = await self._receive(stream, buffer.has_partial_line, deadline)

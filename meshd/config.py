@@ -17,6 +17,9 @@ Example (every key optional)::
     [keystore]
     kdf = "moderate"        # or "minimum": fast, weak, for tests and demos
 
+    [sync]
+    interval = 3.0          # seconds between polls of the storage
+
 Command-line options win over the file.
 """
 
@@ -47,6 +50,7 @@ class Config:
     limits: ServerLimits = field(default_factory=ServerLimits)
     ring_size: int = DEFAULT_RING_SIZE
     kdf: str = "moderate"
+    sync_interval: float = 3.0
 
     def kdf_parameters(self) -> passphrase.KdfParameters:
         opslimit, memlimit = KDF_STRENGTHS[self.kdf]
@@ -95,6 +99,7 @@ def parse_config(document: dict[str, Any], origin: Path) -> Config:
         limits=limits,
         ring_size=reader.get("events", "ring_size", int, DEFAULT_RING_SIZE),
         kdf=strength,
+        sync_interval=reader.get("sync", "interval", float, 3.0),
     )
 
 

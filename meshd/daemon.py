@@ -33,6 +33,7 @@ from meshd.crypto.suite import DeviceKeys, short_id
 from meshd.errors import InvalidState, Locked, MeshError, NotFound
 from meshd.events import EventBus
 from meshd.keystore import DeviceSecrets, Keystore, ensure_private_dir
+from meshd.node import MeshNode
 from meshd.paths import Paths
 from meshd.rpc.listener import bind_socket, inherited_socket, remove_socket
 from meshd.rpc.methods import Method, MethodTable
@@ -71,6 +72,8 @@ class DeviceService:
         self.methods = MethodTable(method_table(self))
         self._started = time.monotonic()
         self._unlock_lock = trio.Lock()
+        self.node: MeshNode | None = None
+        self._nursery: trio.Nursery | None = None
 
     def register(self, *methods: Method) -> None:
         """Serve more methods (before or while the server runs).
@@ -79,6 +82,21 @@ class DeviceService:
             ValueError: a method of the same name is already served.
         """
         self.methods.register(*methods)
+
+    def attach(self, nursery: trio.Nursery) -> None:
+        """Run background work (the sync loop) in ``nursery``."""
+        self._nursery = nursery
+        self._start_node()
+
+    def _start_node(self) -> None:
+        # The mesh methods need the keys: they join once the keystore is open.
+        if self.keys is None or self._nursery is None or self.node is not None:
+            return
+        self.node = MeshNode(
+            self.paths.state, self.keys, self.events, self.config.sync_interval
+        )
+        self.register(*self.node.methods())
+        self._nursery.start_soon(self.node.run)
 
     def require_keys(self) -> DeviceKeys:
         """The device keys, for methods that sign or decrypt.
@@ -153,12 +171,15 @@ class DeviceService:
                     "Keystore unlocked: device %s", short_id(self.keys.device_id)
                 )
                 self.events.publish("device.unlocked", device_id=self.keys.device_id)
+                self._start_node()
         return {"locked": False, "device_id": self.keys.device_id}
 
     # -- mesh --------------------------------------------------------------------
 
     async def mesh_status(self) -> dict[str, Any]:
-        """The status of a device that belongs to no mesh yet."""
+        """Who this device is, its mesh and what needs attention."""
+        if self.node is not None and self.node.device.log is not None:
+            return {"locked": False, **await self.node.status()}
         locked = self.keys is None
         return {
             "state": "locked" if locked else "no mesh",
@@ -250,7 +271,8 @@ class Daemon:
         address = listener.getsockname() or str(owned_path)
         async with trio.open_nursery() as nursery:
             await nursery.start(server.serve)
-            nursery.start_soon(self._stop_on_signal, server)
+            nursery.start_soon(self._stop_on_signal, server, nursery)
+            self.service.attach(nursery)
             logger.info(
                 "Daemon started: device %s, socket %s, pid %d",
                 device,
@@ -263,12 +285,16 @@ class Daemon:
             )
         logger.info("Daemon stopped: device %s", device)
 
-    async def _stop_on_signal(self, server: RpcServer) -> None:
+    async def _stop_on_signal(self, server: RpcServer, nursery: trio.Nursery) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async for number in signals:
                 logger.info("Daemon stopping: %s", signal.Signals(number).name)
                 notify_service_manager("STOPPING=1")
                 await server.stop()
+                # Requests have finished: stop the sync loop and close the store.
+                nursery.cancel_scope.cancel()
+                if self.service.node is not None:
+                    self.service.node.device.close()
                 return
 
 

@@ -171,7 +171,7 @@ class MeshNode:
             "label": state.label,
             "device_id": device.device_id,
             "threshold": state.threshold,
-            "devices": len(state.active_ids()),
+            "devices": await self.devices(),
             "position": state.position,
             "vault_generation": state.vault.number,
             "warnings": warnings,
@@ -309,7 +309,9 @@ class MeshNode:
 
     # -- sync.* ----------------------------------------------------------------
 
-    async def sync_now(self) -> dict[str, Any]:
+    async def sync_now(self, wait: bool = False) -> dict[str, Any]:
+        # A round always completes before the answer, so ``wait`` changes
+        # nothing today; it is accepted for clients that ask to wait.
         report = await self.sync_round()
         return {**report, "storage": self.device.storage_url}
 
@@ -487,6 +489,7 @@ class MeshNode:
             Method(
                 "sync.now",
                 self.sync_now,
+                params=(optional("wait", "boolean", default=False),),
                 summary="Push and pull now",
                 result="{pushed, pulled, held, rejected, storage}",
             ),

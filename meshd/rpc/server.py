@@ -251,8 +251,9 @@ class RpcServer:
             self._connections += 1
             try:
                 await self._run_session(stream)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                logger.debug("RPC connection lost")
+            except Exception:
+                # One connection's failure must never take the daemon down.
+                logger.exception("RPC connection failed")
             finally:
                 self._connections -= 1
 
@@ -268,7 +269,10 @@ class RpcServer:
     async def _run_session(self, stream: trio.SocketStream) -> None:
         session = Session(stream, self.limits.max_streams)
         async with trio.open_nursery() as nursery:
-            await self._read_loop(stream, session, nursery)
+            try:
+                await self._read_loop(stream, session, nursery)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                logger.debug("RPC connection lost")
             # The client closed its side: its streams have no one to read them.
             nursery.cancel_scope.cancel()
 

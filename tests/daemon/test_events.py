@@ -1,0 +1,56 @@
+"""The event bus: increasing ids, resuming with since, a bounded ring."""
+
+from __future__ import annotations
+
+import trio
+from conftest import MeshdFactory
+
+from meshd.events import EventBus
+
+
+async def test_subscriber_resumes_after_the_last_id_it_saw() -> None:
+    bus = EventBus(ring_size=10)
+    for number in range(5):
+        bus.publish("test.tick", number=number)
+
+    subscription, replay = bus.subscribe(since=3)
+    bus.publish("test.tick", number=5)
+    with trio.fail_after(5):
+        live = await subscription.__anext__()
+
+    assert [event.id for event in replay.events] == [4, 5]
+    assert live.id == 6 and live.data == {"number": 5}
+    assert not replay.missed
+
+
+def test_subscriber_away_too_long_is_told_it_missed_events() -> None:
+    bus = EventBus(ring_size=3)
+    for _ in range(10):
+        bus.publish("test.tick")
+
+    _, replay = bus.subscribe(since=2)
+
+    assert replay.missed
+    assert [event.id for event in replay.events] == [8, 9, 10]
+
+
+def test_since_above_the_newest_id_means_the_daemon_restarted() -> None:
+    bus = EventBus()
+    bus.publish("daemon.started")
+
+    _, replay = bus.subscribe(since=500)
+
+    assert [event.type for event in replay.events] == ["daemon.started"]
+
+
+def test_events_stream_over_the_socket_with_increasing_ids(
+    meshd_factory: MeshdFactory,
+) -> None:
+    daemon = meshd_factory.start()
+
+    with daemon.client().subscribe(since=0) as stream:
+        first = next(iter(stream))
+
+    assert first["type"] == "daemon.started"
+    assert first["id"] == 1
+    assert stream.latest >= 1

@@ -180,6 +180,8 @@ class DeviceService:
         """Who this device is, its mesh and what needs attention."""
         if self.node is not None and self.node.device.log is not None:
             return {"locked": False, **await self.node.status()}
+        # TODO: a locked device cannot show its id, because the keystore keeps
+        # no public part in the clear; the user sees "device -" until unlock.
         locked = self.keys is None
         return {
             "state": "locked" if locked else "no mesh",

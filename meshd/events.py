@@ -106,6 +106,9 @@ class EventBus:
         self._ring.append(event)
 
         for subscription in list(self._subscribers):
+            # TODO: a dropped subscriber's stream just ends, without a last
+            # notice saying why; the client must reconnect with since to learn
+            # what it missed.
             if not subscription.offer(event):
                 logger.warning(
                     "Event subscriber dropped: it fell behind at event %d", event.id

@@ -5,8 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-
-FIRST_STORIES = (
+STORY_LINES = (
     "✓ phone refuses the wrong code",
     "✓ laptop is a member",
     "✓ the threshold is now 2",
@@ -15,9 +14,11 @@ FIRST_STORIES = (
     "✓ phone reads profile/name = 'Alice Example'",
     "✓ phone sees the tablet's capability",
     "✓ tablet's approval completes the revocation",
-    "✓ laptop still reads 'Alice Example': the stolen phone's edit is refused",
-    "✓ the phone's status says revoked",
-    "✓ the phone can no longer edit the passport",
+    "✓ new-phone is a member",
+    "✓ the lost phone's status says revoked",
+    "✓ laptop still reads 'Alice Example': the thief's edit is refused",
+    "✓ the new-phone's status says revoked",
+    "✓ the new-phone can no longer edit the passport",
     "✓ laptop alone cannot lower the threshold",
 )
 
@@ -31,7 +32,7 @@ def test_demo_walks_the_story_and_exits_zero_when_every_check_holds() -> None:
     )
 
     out = completed.stdout
-    for line in FIRST_STORIES:
+    for line in STORY_LINES:
         assert line in out, out
     assert "Traceback" not in out + completed.stderr
     failed = [line for line in out.splitlines() if line.lstrip().startswith("✗")]

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import trio
-from conftest import MeshdFactory
 
 from meshd.events import EventBus
+from tests.daemons import MeshdFactory
 
 
 async def test_subscriber_resumes_after_the_last_id_it_saw() -> None:

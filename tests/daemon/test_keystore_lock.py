@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import MeshdFactory
 
 from meshd.client import Client
 from meshd.errors import Locked, WrongPassphrase
+from tests.daemons import MeshdFactory
 
 PASSPHRASE = "correct horse battery staple"
 

@@ -8,9 +8,8 @@ import socket
 import stat
 from pathlib import Path
 
-from conftest import MeshdFactory, MeshdProcess
-
 from meshd.client import Client
+from tests.daemons import MeshdFactory, MeshdProcess
 
 
 def test_socket_is_0600_in_a_0700_folder(meshd: MeshdProcess) -> None:

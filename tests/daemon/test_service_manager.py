@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import MeshdFactory
 
 from meshd.client import Client
+from tests.daemons import MeshdFactory
 
 ROOT = Path(__file__).resolve().parents[2]
 

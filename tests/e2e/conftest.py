@@ -20,7 +20,7 @@ _PROJECT = str(Path(__file__).resolve().parents[2])
 if _PROJECT not in sys.path:
     sys.path.insert(0, _PROJECT)
 
-from tests.conftest import TEST_CONFIG, MeshdFactory, MeshdProcess  # noqa: E402
+from tests.daemons import TEST_CONFIG, MeshdFactory, MeshdProcess  # noqa: E402
 from tests.s3server import s3_bucket, s3_server  # noqa: E402, F401
 
 # The background poll is slow so that only ``meshctl sync`` moves objects.

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import MeshdProcess, run_meshctl
 
 from meshctl.main import COMMANDS
+from tests.daemons import MeshdProcess, run_meshctl
 
 
 def test_status_json_has_the_interface_fields(shared_meshd: MeshdProcess) -> None:

@@ -11,9 +11,10 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from conftest import TEST_CONFIG, MeshdFactory, MeshdProcess
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from tests.daemons import TEST_CONFIG, MeshdFactory, MeshdProcess
 
 
 @pytest.fixture(scope="module")

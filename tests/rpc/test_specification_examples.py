@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from conftest import MeshdProcess
+from tests.daemons import MeshdProcess
 
 
 def exchange(daemon: MeshdProcess, *lines: str) -> list[Any]:

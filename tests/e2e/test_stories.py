@@ -64,9 +64,7 @@ def three_device_mesh(devices: dict[str, Device], storage_url: str) -> list[Devi
     request = request_join(laptop, phone)
     assert approve_join(phone, request)["state"] == "applied"
     finish_join(laptop)
-
-    raised = phone.ok("threshold", "2")
-    assert raised["state"] == "applied"
+    phone.sync()
 
     request = request_join(tablet, laptop)
     first = approve_join(phone, request)
@@ -105,8 +103,9 @@ def test_enrollment_two_of_three_with_codes(
     assert approved["state"] == "applied"
     finish_join(laptop)
 
-    phone.ok("threshold", "2")
-    laptop.sync()
+    # A second device raises the threshold to 2 on its own.
+    phone.sync()
+    assert phone.ok("status")["threshold"] == 2
     assert laptop.ok("status")["threshold"] == 2
 
     tablet = devices["tablet"]
@@ -136,3 +135,97 @@ def test_enrollment_two_of_three_with_codes(
         status = device.ok("status")
         assert status["threshold"] == 2
         assert len(status["devices"]) == 3
+
+
+def test_passport_and_capabilities_reach_every_device(
+    devices: dict[str, Device], storage_url: str
+) -> None:
+    phone, laptop, tablet = three_device_mesh(devices, storage_url)
+
+    laptop.ok("passport", "set", "profile/name", '"Alice"')
+    added = tablet.ok("capability", "add", "email", "--data", '{"address": "a@x"}')
+    for device in (laptop, tablet, phone, laptop):
+        device.sync()
+
+    for device in (phone, laptop, tablet):
+        assert device.ok("passport", "get", "profile/name") == "Alice"
+        passport = device.ok("passport", "get")
+        assert added["capability_id"] in str(passport)
+        assert "a@x" in str(passport)
+
+
+def test_stolen_phone_is_revoked_by_the_other_two(
+    devices: dict[str, Device], storage_url: str
+) -> None:
+    phone, laptop, tablet = three_device_mesh(devices, storage_url)
+
+    proposal = laptop.ok("revoke", phone.device_id, "--reason", "stolen")
+    assert (proposal["approvals"], proposal["required"]) == (1, 2)
+    assert proposal["state"] == "pending"
+    tablet.sync()
+    assert tablet.ok("approve", proposal["proposal_id"])["state"] == "applied"
+    laptop.sync()
+    phone.sync()
+
+    assert phone.ok("status")["state"] == "revoked"
+    refused = phone.run("passport", "set", "profile/name", '"Mallory"')
+    assert refused.status != 0
+    for device in (laptop, tablet):
+        assert device_states(device)[phone.device_id] == "revoked"
+        assert device_states(device)[device.device_id] == "active"
+
+    # The two that remain cannot revoke one another: that would lock Alice out.
+    refused = laptop.run("revoke", tablet.device_id, "--reason", "test")
+    assert refused.status == 1
+    assert refused.reason == "lockout_refused", refused.error
+
+    # Nor can one of them change the mesh alone.
+    alone = laptop.ok("threshold", "1")
+    assert (alone["state"], alone["approvals"], alone["required"]) == ("pending", 1, 2)
+    tablet.sync()
+    status = tablet.ok("status")
+    assert status["threshold"] == 2
+    assert device_states(tablet)[tablet.device_id] == "active"
+
+
+def test_revoking_one_of_two_devices_at_threshold_two_is_refused(
+    devices: dict[str, Device], storage_url: str
+) -> None:
+    phone = create_mesh(devices, storage_url)
+    laptop = devices["laptop"]
+    request = request_join(laptop, phone)
+    approve_join(phone, request)
+    finish_join(laptop)
+    phone.sync()
+    assert phone.ok("status")["threshold"] == 2
+
+    refused = phone.run("revoke", laptop.device_id, "--reason", "lost")
+    assert refused.status == 1, refused
+    assert refused.reason == "lockout_refused", refused.error
+    laptop.sync()
+    assert device_states(laptop)[laptop.device_id] == "active"
+
+
+def test_recovery_replaces_a_lost_device(
+    devices: dict[str, Device], storage_url: str
+) -> None:
+    phone, laptop, tablet = three_device_mesh(devices, storage_url)
+
+    invite = laptop.ok("invite")["invite"]
+    spare = devices["spare"]
+    request = spare.ok(
+        "recover", invite, "--replace", phone.device_id, "--device-name", "spare"
+    )
+    for approver in (laptop, tablet):
+        approver.sync()
+        assert request["request_id"] in [item["id"] for item in approver.ok("pending")]
+        approver.ok("approve", request["request_id"], "--code", request["code"])
+    finish_join(spare)
+    laptop.sync()
+
+    states = device_states(laptop)
+    assert states[phone.device_id] == "revoked"
+    assert states[spare.device_id] == "active"
+    spare.ok("passport", "set", "profile/name", '"Alice"')
+    tablet.sync()
+    assert tablet.ok("passport", "get", "profile/name") == "Alice"

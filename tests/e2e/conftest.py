@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,12 @@ _PROJECT = str(Path(__file__).resolve().parents[2])
 if _PROJECT not in sys.path:
     sys.path.insert(0, _PROJECT)
 
-from tests.daemons import TEST_CONFIG, MeshdFactory, MeshdProcess  # noqa: E402
+from tests.daemons import (  # noqa: E402
+    TEST_CONFIG,
+    MeshdFactory,
+    MeshdProcess,
+    wait_until_answering,
+)
 from tests.s3server import s3_bucket, s3_server  # noqa: E402, F401
 
 # The background poll is slow so that only ``meshctl sync`` moves objects.
@@ -88,15 +92,32 @@ def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return f"s3://{bucket}/mesh"
 
 
+class Devices(dict[str, Device]):
+    """The story's devices by name; a daemon starts the first time it is named."""
+
+    def __init__(self, factory: MeshdFactory) -> None:
+        super().__init__()
+        self.factory = factory
+
+    def start(self, *names: str) -> list[Device]:
+        """Start several daemons at once (they load side by side), then wait."""
+        started = [
+            Device(name, self._launch(name)) for name in names if name not in self
+        ]
+        for device in started:
+            wait_until_answering(device.daemon)
+            self[device.name] = device
+        return [self[name] for name in names]
+
+    def _launch(self, name: str) -> MeshdProcess:
+        home = self.factory.base / name
+        return self.factory.start(home, config=E2E_CONFIG, wait=False)
+
+    def __missing__(self, name: str) -> Device:
+        return self.start(name)[0]
+
+
 @pytest.fixture
-def devices(meshd_factory: MeshdFactory) -> Iterator[dict[str, Device]]:
+def devices(meshd_factory: MeshdFactory) -> Devices:
     """Start daemons on demand by name: ``devices["phone"]``."""
-
-    class Devices(dict[str, Device]):
-        def __missing__(self, name: str) -> Device:
-            daemon = meshd_factory.start(meshd_factory.base / name, config=E2E_CONFIG)
-            device = Device(name, daemon)
-            self[name] = device
-            return device
-
-    yield Devices()
+    return Devices(meshd_factory)

@@ -6,10 +6,10 @@ exchange objects only when a step runs ``meshctl sync`` on them.
 
 from __future__ import annotations
 
-from tests.e2e.conftest import Device
+from tests.e2e.conftest import Device, Devices
 
 
-def create_mesh(devices: dict[str, Device], storage_url: str) -> Device:
+def create_mesh(devices: Devices, storage_url: str) -> Device:
     """Create Alice's mesh on her phone."""
     phone = devices["phone"]
     created = phone.ok(
@@ -56,8 +56,9 @@ def finish_join(new: Device) -> None:
     new.device_id = status["device_id"]
 
 
-def three_device_mesh(devices: dict[str, Device], storage_url: str) -> list[Device]:
+def three_device_mesh(devices: Devices, storage_url: str) -> list[Device]:
     """Phone, laptop and tablet at threshold 2, everyone synced."""
+    devices.start("phone", "laptop", "tablet")
     phone = create_mesh(devices, storage_url)
     laptop, tablet = devices["laptop"], devices["tablet"]
 
@@ -81,9 +82,8 @@ def device_states(device: Device) -> dict[str, str]:
     return {item["id"]: item["state"] for item in device.ok("devices")}
 
 
-def test_enrollment_two_of_three_with_codes(
-    devices: dict[str, Device], storage_url: str
-) -> None:
+def test_enrollment_two_of_three_with_codes(devices: Devices, storage_url: str) -> None:
+    devices.start("phone", "laptop", "tablet")
     phone = create_mesh(devices, storage_url)
     laptop = devices["laptop"]
     request = request_join(laptop, phone)
@@ -138,7 +138,7 @@ def test_enrollment_two_of_three_with_codes(
 
 
 def test_passport_and_capabilities_reach_every_device(
-    devices: dict[str, Device], storage_url: str
+    devices: Devices, storage_url: str
 ) -> None:
     phone, laptop, tablet = three_device_mesh(devices, storage_url)
 
@@ -155,7 +155,7 @@ def test_passport_and_capabilities_reach_every_device(
 
 
 def test_stolen_phone_is_revoked_by_the_other_two(
-    devices: dict[str, Device], storage_url: str
+    devices: Devices, storage_url: str
 ) -> None:
     phone, laptop, tablet = three_device_mesh(devices, storage_url)
 
@@ -189,8 +189,9 @@ def test_stolen_phone_is_revoked_by_the_other_two(
 
 
 def test_revoking_one_of_two_devices_at_threshold_two_is_refused(
-    devices: dict[str, Device], storage_url: str
+    devices: Devices, storage_url: str
 ) -> None:
+    devices.start("phone", "laptop")
     phone = create_mesh(devices, storage_url)
     laptop = devices["laptop"]
     request = request_join(laptop, phone)
@@ -206,9 +207,8 @@ def test_revoking_one_of_two_devices_at_threshold_two_is_refused(
     assert device_states(laptop)[laptop.device_id] == "active"
 
 
-def test_recovery_replaces_a_lost_device(
-    devices: dict[str, Device], storage_url: str
-) -> None:
+def test_recovery_replaces_a_lost_device(devices: Devices, storage_url: str) -> None:
+    devices.start("phone", "laptop", "tablet", "spare")
     phone, laptop, tablet = three_device_mesh(devices, storage_url)
 
     invite = laptop.ok("invite")["invite"]

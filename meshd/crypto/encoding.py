@@ -75,7 +75,7 @@ class Record:
                 size=len(data),
                 limit=limit,
             )
-        value = _unpack(bytes(data), limit)
+        value = unpack_canonical(bytes(data), limit)
         _check_depth(value)
         return _record_from_wire(cls, value, cls.TAG)
 
@@ -96,8 +96,14 @@ def _check_depth(value: Any) -> None:
             pending.extend((child, depth + 1) for child in item.values())
 
 
-def _unpack(data: bytes, limit: int) -> Any:
-    # unpackb takes per-type length limits; the total was checked by the caller.
+def unpack_canonical(data: bytes, limit: int) -> Any:
+    """Plain msgpack values of canonical bytes: maps with keys of one type,
+    sorted and unique; no extension types; no string, bytes, array or map
+    longer than ``limit``. The total size is the caller's to check.
+
+    Raises:
+        DecodeError: not canonical msgpack.
+    """
     try:
         return msgpack.unpackb(
             data,
@@ -133,7 +139,7 @@ def _canonical_map(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
 
 def peek_tag(data: bytes) -> tuple[str, int]:
     """The tag and version of an encoded record, without decoding its fields."""
-    value = _unpack(data, min(len(data), HARD_MAX_SIZE))
+    value = unpack_canonical(data, min(len(data), HARD_MAX_SIZE))
     if (
         not isinstance(value, list)
         or len(value) < 2

@@ -398,6 +398,11 @@ class Device:
         )
 
     def propose_threshold(self, threshold: int) -> dict[str, Any]:
+        log, _ = self.require_member()
+        if threshold == log.state.threshold:
+            raise InvalidInput(
+                f"The threshold is already {threshold}", field="threshold"
+            )
         return self._propose_and_approve(THRESHOLD, threshold=threshold)
 
     def _propose_and_approve(self, kind: str, **details: Any) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import sys
 STORY_LINES = (
     "✓ phone refuses the wrong code",
     "✓ laptop is a member",
-    "✓ the threshold is now 2",
+    "✓ the threshold rose to 2 with the second device",
     "✓ tablet is a member after 2 approval(s)",
     "✓ the mesh is 2-of-3: phone, laptop, tablet",
     "✓ phone reads profile/name = 'Alice Example'",

@@ -6,6 +6,8 @@ exchange objects only when a step runs ``meshctl sync`` on them.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tests.e2e.conftest import Device, Devices
 
 
@@ -73,8 +75,8 @@ def three_device_mesh(devices: Devices, storage_url: str) -> list[Device]:
     second = approve_join(laptop, request)
     assert second["state"] == "applied"
     finish_join(tablet)
-    for device in (phone, laptop, tablet):
-        device.sync()
+    # The laptop finalized the tablet's entry; the phone still has to fetch it.
+    phone.sync()
     return [phone, laptop, tablet]
 
 
@@ -229,3 +231,28 @@ def test_recovery_replaces_a_lost_device(devices: Devices, storage_url: str) -> 
     spare.ok("passport", "set", "profile/name", '"Alice"')
     tablet.sync()
     assert tablet.ok("passport", "get", "profile/name") == "Alice"
+
+
+def test_three_wrong_codes_lock_a_join_request(
+    tmp_path: Path, devices: Devices
+) -> None:
+    devices.start("phone", "laptop")
+    storage = tmp_path / "storage"
+    storage.mkdir()
+    phone = create_mesh(devices, str(storage))
+    laptop = devices["laptop"]
+    request = request_join(laptop, phone)
+    phone.sync()
+    wrong = "000000" if request["code"] != "000000" else "111111"
+
+    reasons = [
+        phone.run("approve", str(request["request_id"]), "--code", wrong).reason
+        for _ in range(3)
+    ]
+    assert reasons == ["wrong_code", "wrong_code", "too_many_attempts"]
+
+    # Even the right code is refused now: the laptop must ask again.
+    late = phone.run("approve", str(request["request_id"]), "--code", request["code"])
+    assert (late.status, late.reason) == (1, "too_many_attempts")
+    laptop.sync()
+    assert laptop.ok("status")["state"] == "joining"

@@ -24,6 +24,13 @@ when what it waits for arrives) or *rejected* (it broke the rules). Rejected
 names are remembered so a hostile object costs one fetch, not one per poll,
 and each rejection is recorded as a :class:`Problem` that status shows. A
 failure of one object never stops the round.
+
+Before the local side sees an object, the engine checks what the name alone
+promises: the content hash that content-addressed names carry, and the size
+limit (checked by the store before the body is read). Between rounds it
+checks freshness: an immutable object once listed (or pushed) never leaves
+storage, so one that vanishes from the listing is recorded as
+``object_missing`` (a rolled-back or rewritten folder).
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ from meshd.sync.layout import (
     ProposalRequestName,
     SegmentName,
     SnapshotName,
+    content_hash,
 )
 
 logger = logging.getLogger(__name__)
@@ -158,12 +166,16 @@ class SyncEngine:
         self.store = store
         self.problems: deque[Problem] = deque(maxlen=MAX_PROBLEMS)
         self._rejected: set[str] = set()
+        # Immutable names seen listed or pushed; they must stay listed.
+        self._seen: set[str] = set()
+        self._missing: set[str] = set()
 
     async def run_round(self) -> RoundReport:
         """One listing, then push, then pull. Raises StorageUnavailable when the
         store cannot be listed at all; single-object failures are recorded."""
         report = RoundReport()
         listed = {name.path: name for name in await self.store.list()}
+        self._check_nothing_vanished(listed, report)
         await self._push(listed, report)
         await self._pull(listed, report)
         self.party.after_round()
@@ -177,7 +189,19 @@ class SyncEngine:
                 continue
             else:
                 await self.store.put_immutable(name, data)
+                self._seen.add(name.path)
             report.pushed += 1
+
+    def _check_nothing_vanished(
+        self, listed: dict[str, ObjectName], report: RoundReport
+    ) -> None:
+        # Each vanished name is reported once; it is pushed again by its
+        # writer, or by this device when it holds it.
+        for path in sorted(self._seen - listed.keys() - self._missing):
+            self._missing.add(path)
+            self._record(Problem(path, "object_missing", "vanished"), report)
+        self._missing &= self._seen - listed.keys()
+        self._seen.update(path for path, name in listed.items() if not name.mutable)
 
     async def _pull(self, listed: dict[str, ObjectName], report: RoundReport) -> None:
         # Ask what is wanted only when its turn comes: an approval is wanted
@@ -200,6 +224,9 @@ class SyncEngine:
             return None
         except ProtocolError as exc:
             return Verdict(Outcome.REJECTED, exc.reason)
+        expected = getattr(name, "hash", None)
+        if expected is not None and content_hash(data) != expected:
+            return Verdict(Outcome.REJECTED, "hash_mismatch")
         try:
             return self.party.receive(name, data)
         except MeshError as exc:
@@ -214,8 +241,10 @@ class SyncEngine:
             return
         if not name.mutable:
             self._rejected.add(name.path)
-        problem = Problem(name.path, verdict.reason, "rejected")
+        self._record(Problem(name.path, verdict.reason, "rejected"), report)
+        report.rejected += 1
+
+    def _record(self, problem: Problem, report: RoundReport) -> None:
         self.problems.append(problem)
         report.problems.append(problem)
-        report.rejected += 1
-        logger.warning("Sync pull: rejected %s (%s)", name.path, verdict.reason)
+        logger.warning("Sync: %s %s (%s)", problem.detail, problem.name, problem.reason)

@@ -71,10 +71,11 @@ class RecordingParty:
 
 async def test_pull_fetches_the_mesh_log_before_ops_and_heads() -> None:
     store = MemoryStore()
-    segment = segment_name(DEVICE, 1, 3, b"ops")
-    entries = [log_entry_name(position, bytes([position])) for position in (2, 0, 1)]
-    for name in [HeadName(DEVICE), segment, *entries]:
-        store.objects[name.path] = b"x"
+    store.objects[HeadName(DEVICE).path] = b"head"
+    store.objects[segment_name(DEVICE, 1, 3, b"ops").path] = b"ops"
+    for position in (2, 0, 1):
+        entry = bytes([position])
+        store.objects[log_entry_name(position, entry).path] = entry
     party = RecordingParty()
 
     await SyncEngine(party, store).run_round()
@@ -135,3 +136,33 @@ async def test_push_writes_only_what_the_listing_lacks_and_always_the_head() -> 
     assert store.objects[missing.path] == b"next"
     assert store.objects[HeadName(DEVICE).path] == b"head"
     assert store.lists == 1
+
+
+async def test_an_object_whose_bytes_do_not_match_its_name_is_rejected() -> None:
+    store = MemoryStore()
+    entry = log_entry_name(0, b"genesis")
+    store.objects[entry.path] = b"something else"
+    party = RecordingParty()
+    engine = SyncEngine(party, store)
+
+    report = await engine.run_round()
+
+    assert party.received == []
+    assert [problem.reason for problem in report.problems] == ["hash_mismatch"]
+
+
+async def test_an_immutable_object_that_vanishes_is_reported_once() -> None:
+    store = MemoryStore()
+    entry = log_entry_name(0, b"genesis")
+    store.objects[entry.path] = b"genesis"
+    engine = SyncEngine(RecordingParty(), store)
+    await engine.run_round()
+
+    del store.objects[entry.path]
+    first = await engine.run_round()
+    second = await engine.run_round()
+
+    assert [(p.name, p.reason) for p in first.problems] == [
+        (entry.path, "object_missing")
+    ]
+    assert second.problems == []

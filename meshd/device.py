@@ -62,6 +62,7 @@ from meshd.mesh.state import MeshState, entry_hash, read_entry
 from meshd.mesh.vaults import proposal_id, recover_vault_seed
 from meshd.replica.head import verify_head
 from meshd.replica.ingest import Verdict as OpVerdict
+from meshd.replica.op import decode_op
 from meshd.replica.replica import Replica, ReplicaSettings
 from meshd.replica.store import Store
 from meshd.sync.engine import Outcome, Verdict
@@ -150,6 +151,9 @@ class Device:
         self._checked_heads: set[str] = set()
         self._fetched_segments: set[str] = set()
         self._published_head: bytes | None = None
+        # The last op sequence of each device that storage lists a segment
+        # for, so a head that claims more is seen to reference missing ops.
+        self._listed_sequences: dict[str, int] = {}
         self._load()
 
     # -- Loading ---------------------------------------------------------------
@@ -620,6 +624,8 @@ class Device:
         return False
 
     def _wants_segment(self, name: SegmentName) -> bool:
+        listed = self._listed_sequences.get(name.device_id, 0)
+        self._listed_sequences[name.device_id] = max(listed, name.last_seq)
         if self.replica is None or name.device_id == self.device_id:
             return False
         if name.path in self._fetched_segments:
@@ -680,6 +686,8 @@ class Device:
         self._fetched_segments.add(name.path)
         self._checked_heads.discard(name.device_id)
         segment = Segment.decode(data)
+        if not _segment_fits_name(segment, name):
+            return Verdict(Outcome.REJECTED, "misplaced_segment")
         decisions = self.replica.ingest_many(segment.ops, self.clock())
         rejected = [d for d in decisions if d.verdict is OpVerdict.REJECTED]
         if rejected:
@@ -689,15 +697,41 @@ class Device:
         return Verdict(Outcome.ACCEPTED)
 
     def _receive_head(self, name: HeadName, data: bytes) -> Verdict:
+        """Check a peer's head for freshness before keeping it.
+
+        Segments and mesh-log entries are pulled before heads in a round, so
+        by now this device holds everything an honest head refers to.
+        """
         self._checked_heads.add(name.device_id)
-        head = verify_head(data, self.require_log())
+        log = self.require_log()
+        head = verify_head(data, log)
+        if head.device != name.device_id:
+            return Verdict(Outcome.REJECTED, "misplaced_head")
+
+        # A replayed older head: storage rolls the peer back.
         stored = self.store.heads().get(name.device_id)
         if stored is not None:
-            previous = verify_head(stored, self.require_log())
-            if head.sequence < previous.sequence:
+            previous = verify_head(stored, log)
+            if (head.sequence, head.wall_ms) < (previous.sequence, previous.wall_ms):
                 return Verdict(Outcome.REJECTED, "head_went_backwards")
+
+        # The peer has seen mesh-log entries that storage does not show here:
+        # withheld entries (a revocation, one side of a fork).
+        if log.position_of(head.mesh_head) is None:
+            return Verdict(Outcome.REJECTED, "mesh_log_withheld")
+
+        # The peer wrote ops that no listed segment holds.
+        known = self._known_sequence(name.device_id)
+        if head.sequence > known:
+            return Verdict(Outcome.REJECTED, "segment_missing")
         self.store.put_head(name.device_id, data)
         return Verdict(Outcome.ACCEPTED)
+
+    def _known_sequence(self, device: str) -> int:
+        listed = self._listed_sequences.get(device, 0)
+        if self.replica is None:
+            return listed
+        return max(listed, self.replica.version_vector().get(device, 0))
 
     def _receive_snapshot(self, name: SnapshotName, data: bytes) -> Verdict:
         assert self.replica is not None
@@ -716,6 +750,22 @@ class Device:
         self.try_finalize()
         if self.replica is not None:
             self.replica.retry_held(self.clock())
+
+
+def _segment_fits_name(segment: Segment, name: SegmentName) -> bool:
+    """Whether a segment holds exactly the ops its name says: those of its
+    device, at sequences first..last, in order.
+
+    Signatures are checked op by op by the replica; this catches a segment
+    moved under another device or another range.
+
+    Raises:
+        DecodeError: an op is malformed.
+    """
+    bodies = [decode_op(op).body for op in segment.ops]
+    places = [(body.author, body.sequence) for body in bodies]
+    expected = range(name.first_seq, name.last_seq + 1)
+    return places == [(name.device_id, sequence) for sequence in expected]
 
 
 def entry_hash_at(log: MeshLog, position: int) -> bytes:

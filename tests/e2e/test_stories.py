@@ -172,6 +172,14 @@ def test_stolen_phone_is_revoked_by_the_other_two(
     assert phone.ok("status")["state"] == "revoked"
     refused = phone.run("passport", "set", "profile/name", '"Mallory"')
     assert refused.status != 0
+    assert refused.reason == "device_revoked", refused.error
+
+    # Anyone checking Alice's DID no longer trusts the phone's key.
+    document = tablet.ok("did-document")
+    listed = {
+        method["id"].rpartition("#")[2] for method in document["verificationMethod"]
+    }
+    assert listed == {laptop.device_id, tablet.device_id}
     for device in (laptop, tablet):
         assert device_states(device)[phone.device_id] == "revoked"
         assert device_states(device)[device.device_id] == "active"

@@ -35,6 +35,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from meshd.auth import (
+    AuthStatement,
+    device_proof,
+    make_statement,
+    statement_digest,
+    threshold_proof,
+)
 from meshd.crypto.encoding import Record, Signed
 from meshd.crypto.suite import DeviceKeys, normalize_device_id, short_id
 from meshd.errors import (
@@ -49,15 +56,17 @@ from meshd.errors import (
     UnknownProposal,
 )
 from meshd.invite import Invite
+from meshd.mesh.changes import rotate_device_key, rotate_vault
 from meshd.mesh.log import MeshLog, create_mesh
 from meshd.mesh.proposals import (
     PENDING,
     ProposalBook,
     make_join_request,
     propose,
+    read_note,
     short_code,
 )
-from meshd.mesh.records import REVOKE, THRESHOLD, Revocation
+from meshd.mesh.records import AUTH, REVOKE, THRESHOLD, Revocation
 from meshd.mesh.state import MeshState, entry_hash, read_entry
 from meshd.mesh.vaults import proposal_id, recover_vault_seed
 from meshd.replica.head import verify_head
@@ -65,6 +74,7 @@ from meshd.replica.ingest import Verdict as OpVerdict
 from meshd.replica.op import decode_op
 from meshd.replica.replica import Replica, ReplicaSettings
 from meshd.replica.store import Store
+from meshd.rotation import EnrolledKeys, enrolled
 from meshd.sync.engine import Outcome, Verdict
 from meshd.sync.layout import (
     ApprovalName,
@@ -166,6 +176,8 @@ class Device:
         self.log = MeshLog.from_entries(
             entries, self.keys, bytes.fromhex(head) if head else None
         )
+        # After a key rotation this device still signs as its enrollment id.
+        self.keys = enrolled(self.keys, self.log.state)
         now_ms = self._now_ms()
         for _, data in self.store.proposals():
             self._load_proposal(data, now_ms)
@@ -364,6 +376,10 @@ class Device:
             return "revoke " + ", ".join(name.strip() for name in names)
         if proposal.kind == THRESHOLD:
             return f"set threshold to {proposal.threshold}"
+        if proposal.kind == AUTH:
+            # The person approving must see what the proof will say.
+            note = read_note(proposal, self.keys, self.device_id)
+            return note.reason if note is not None and note.reason else "authenticate"
         return str(proposal.kind)
 
     def _resolve_id(self, text: str) -> bytes:
@@ -608,6 +624,10 @@ class Device:
             case SegmentName():
                 return self._wants_segment(name)
             case HeadName(device_id=device):
+                # TODO: a peer's head is read again only after a new segment
+                # of that peer arrives, so a head that changes alone (a peer
+                # that saw new mesh-log entries but wrote no op) is not
+                # checked for freshness until that peer writes again.
                 return device != self.device_id and device not in self._checked_heads
             case SnapshotName():
                 return (
@@ -750,6 +770,112 @@ class Device:
         self.try_finalize()
         if self.replica is not None:
             self.replica.retry_held(self.clock())
+
+    # -- Key rotation --------------------------------------------------------------
+
+    def prepare_rotation(self, new_keys: DeviceKeys) -> Signed:
+        """The entry that rotates this device to ``new_keys``, not yet applied.
+
+        Raises:
+            NoMesh / DeviceRevoked: this device is not an active member.
+        """
+        log, _ = self.require_member()
+        return rotate_device_key(log.state, self.keys, new_keys, self._now_ms())
+
+    def complete_rotation(self, entry: Signed, new_keys: DeviceKeys) -> None:
+        """Apply a rotation made by :meth:`prepare_rotation` and use the new keys.
+
+        The device keeps its enrollment id; a fresh vault generation follows,
+        because the mesh directory is still sealed to the old encryption key.
+
+        Raises:
+            InvalidEntry / RollbackRefused: the log moved on since it was made.
+        """
+        log = self.require_log()
+        keys = EnrolledKeys(new_keys, self.device_id)
+        self.accept_entry(entry)
+        log.use_reader(keys)
+        self.keys = keys
+        self.replica = Replica(self.store, keys, log, self.settings, self.vault_seed)
+        self.accept_entry(rotate_vault(log.state, keys, self._now_ms()))
+        logger.info("Device %s now signs with its new keys", short_id(self.device_id))
+
+    # -- Authentication proofs -------------------------------------------------------
+
+    def prove(self, challenge: str, audience: str, threshold: bool) -> dict[str, Any]:
+        """A proof by this device, or (``threshold``) an auth proposal whose
+        approvals make a proof of the mesh; see :mod:`meshd.auth`.
+
+        Raises:
+            InvalidInput: an empty or oversized challenge.
+            NoMesh / DeviceRevoked: this device is not an active member.
+        """
+        log, _ = self.require_member()
+        state, now_ms = log.state, self._now_ms()
+        if not threshold:
+            statement = make_statement(state, challenge, audience, now_ms, 1)
+            return device_proof(statement, self.keys)
+        data = make_statement(
+            state, challenge, audience, now_ms, state.threshold
+        ).encode()
+        what = f"prove identity to {audience or 'anyone'} for challenge {challenge}"
+        result = self._propose_and_approve(
+            AUTH, challenge=statement_digest(data), reason=what
+        )
+        self.store.put_meta(f"auth:{result['id']}", data)
+        return self.auth_proof(result["id"])
+
+    def auth_proof(self, text: str) -> dict[str, Any]:
+        """How far a threshold proof is; with ``proof`` once enough approved.
+
+        Raises:
+            UnknownProposal: no threshold proof of this device has that id.
+        """
+        log = self.require_log()
+        identifier = self._resolve_id(text)
+        pending = self.book.get(identifier)
+        data = self.store.meta(f"auth:{identifier.hex()}")
+        if pending.proposal.kind != AUTH or data is None:
+            raise UnknownProposal("No proof asked on this device has that id")
+        active = set(log.state.active_ids())
+        approvals = [s for d, s in sorted(pending.approvals.items()) if d in active]
+        required = AuthStatement.decode(data).threshold
+        result: dict[str, Any] = {
+            "proposal_id": identifier.hex(),
+            "approvals": len(approvals),
+            "required": required,
+            "state": "complete" if len(approvals) >= required else pending.status,
+        }
+        if len(approvals) >= required:
+            result["proof"] = threshold_proof(data, pending.signed.body, approvals)
+        return result
+
+    # -- Delegations -----------------------------------------------------------------
+
+    def issue_delegation(
+        self, agent_key: bytes, capabilities: list[str], expires_at: float
+    ) -> dict[str, Any]:
+        """Sign a delegation for an agent key and file it in the passport.
+
+        Raises:
+            InvalidInput: bad key, capabilities or expiry.
+            NoMesh / DeviceRevoked: this device is not an active member.
+        """
+        _, replica = self.require_member()
+        now = self.clock()
+        delegation = replica.issue_delegation(agent_key, capabilities, expires_at, now)
+        return {**delegation.to_json(), "valid": True}
+
+    def delegations(self) -> list[dict[str, Any]]:
+        """Every delegation in the passport, each marked valid now or not."""
+        _, replica = self.require_member()
+        valid = {d.delegation_id for d in replica.valid_delegations(self.clock())}
+        entries = replica.passport().get("delegations", {})
+        found = []
+        for delegation_id, value in sorted(entries.items()):
+            if isinstance(value, dict):
+                found.append({**value, "valid": delegation_id in valid})
+        return found
 
 
 def _segment_fits_name(segment: Segment, name: SegmentName) -> bool:

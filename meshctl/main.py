@@ -52,7 +52,8 @@ class Command:
     arguments: Callable[[argparse.ArgumentParser], object] = lambda parser: None
     params: ParamBuilder = lambda arguments: {}
     text: render.Renderer = render.fields
-    after: Callable[[Client, Arguments, Any], None] | None = None
+    # Runs after the call; a value it returns replaces the result shown.
+    after: Callable[[Client, Arguments, Any], Any] | None = None
     group: str = ""
     aliases: tuple[str, ...] = field(default_factory=tuple)
 
@@ -137,6 +138,57 @@ def wait_for_membership(client: Client, arguments: Arguments, result: Any) -> No
 
 def _progress(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
+
+
+class ProofInvalid(Exception):
+    """``verify`` ran and the proof did not hold: the command fails."""
+
+    def __init__(self, result: Any) -> None:
+        super().__init__("the proof is not valid")
+        self.result = result
+
+
+def wait_for_proof(client: Client, arguments: Arguments, result: Any) -> Any:
+    """With ``--wait``: poll ``auth.proof`` until the threshold proof is
+    complete, then answer with the proof itself."""
+    if not isinstance(result, dict) or "proposal_id" not in result:
+        return None
+    if result.get("proof") is not None:
+        return result["proof"]
+    if not arguments.wait:
+        if not arguments.json:
+            _progress(
+                f"Approve it on other devices: meshctl approve {result['proposal_id']}"
+                f"; then: meshctl proof {result['proposal_id']}"
+            )
+        return None
+    deadline = time.monotonic() + arguments.wait
+    while time.monotonic() < deadline:
+        time.sleep(POLL_INTERVAL)
+        found = client.call("auth.proof", id=result["proposal_id"])
+        if isinstance(found, dict) and found.get("proof") is not None:
+            return found["proof"]
+        _progress(
+            f"Waiting for approvals ({found.get('approvals')}/"
+            f"{found.get('required')})... ({int(deadline - time.monotonic())} s left)"
+        )
+    raise MeshError(
+        f"Not approved within {arguments.wait:g} seconds; "
+        f"ask again with: meshctl proof {result['proposal_id']} --wait SECONDS"
+    )
+
+
+def exit_on_invalid(client: Client, arguments: Arguments, result: Any) -> Any:
+    """A proof that does not hold is a failed command (exit status 1)."""
+    if isinstance(result, dict) and result.get("valid") is False:
+        raise ProofInvalid(result)
+    return None
+
+
+def rotate_params(arguments: Arguments) -> dict[str, Any]:
+    if arguments.passphrase_file is None:
+        return {}
+    return unlock_params(arguments)
 
 
 def unlock_params(arguments: Arguments) -> dict[str, Any]:
@@ -237,7 +289,7 @@ COMMANDS: tuple[Command, ...] = (
                 metavar="DEVICE_ID",
                 help="a lost device to revoke (repeatable)",
             ),
-            device_options(parser, kind=False),
+            device_options(parser),
             parser.add_argument(
                 "--wait", type=seconds, metavar="SECONDS", help="wait for approvals"
             ),
@@ -246,6 +298,7 @@ COMMANDS: tuple[Command, ...] = (
             "invite": a.invite,
             "replace": a.replace,
             "device_name": a.device_name,
+            "device_kind": a.device_kind,
         },
         after=wait_for_membership,
     ),
@@ -287,7 +340,17 @@ COMMANDS: tuple[Command, ...] = (
         ),
         lambda a: {"device_id": a.device_id, "reason": a.reason},
     ),
-    Command("rotate-key", "device.rotate_key", "rotate this device's keys"),
+    Command(
+        "rotate-key",
+        "device.rotate_key",
+        "rotate this device's keys (the device id stays the same)",
+        lambda parser: parser.add_argument(
+            "--passphrase-file",
+            metavar="FILE",
+            help="a protected keystore's passphrase, from FILE ('-' for stdin)",
+        ),
+        rotate_params,
+    ),
     Command(
         "unlock",
         "device.unlock",
@@ -374,7 +437,15 @@ COMMANDS: tuple[Command, ...] = (
             parser.add_argument("--challenge", required=True),
             parser.add_argument("--audience"),
             parser.add_argument(
-                "--threshold", action="store_true", help="a proof by N devices"
+                "--threshold",
+                action="store_true",
+                help="a proof by threshold devices: approve it on the others",
+            ),
+            parser.add_argument(
+                "--wait",
+                type=seconds,
+                metavar="SECONDS",
+                help="with --threshold: wait for the approvals, then print the proof",
             ),
         ),
         lambda a: {
@@ -383,6 +454,21 @@ COMMANDS: tuple[Command, ...] = (
             "threshold": a.threshold,
         },
         text=render.pretty_json,
+        after=wait_for_proof,
+    ),
+    Command(
+        "proof",
+        "auth.proof",
+        "a threshold proof started with prove --threshold: the proof once approved",
+        lambda parser: (
+            parser.add_argument("id"),
+            parser.add_argument(
+                "--wait", type=seconds, metavar="SECONDS", help="wait for approvals"
+            ),
+        ),
+        lambda a: {"id": a.id},
+        text=render.pretty_json,
+        after=wait_for_proof,
     ),
     Command(
         "verify",
@@ -390,6 +476,7 @@ COMMANDS: tuple[Command, ...] = (
         "check a proof (a JSON file) against the mesh log",
         lambda parser: parser.add_argument("proof", type=json_file, metavar="FILE"),
         lambda a: {"proof": a.proof},
+        after=exit_on_invalid,
     ),
     Command(
         "delegate",
@@ -402,6 +489,14 @@ COMMANDS: tuple[Command, ...] = (
         ),
         lambda a: {"to": a.to, "capability": a.capability, "expires": a.expires},
         text=render.pretty_json,
+    ),
+    Command(
+        "delegations",
+        "delegation.list",
+        "the delegations of the passport and whether each holds now",
+        text=render.table(
+            ("id", "capabilities", "expires_at", "issuer", "valid"), "No delegations."
+        ),
     ),
     # events are streamed; see run_events
     Command(
@@ -501,13 +596,18 @@ def run(client: Client, arguments: Arguments) -> int:
         if value is not None
     }
     result = client.call(command.method, **params)
+    status = EXIT_OK
     if command.after is not None:
-        command.after(client, arguments, result)
+        try:
+            replaced = command.after(client, arguments, result)
+        except ProofInvalid as exc:
+            replaced, status = exc.result, EXIT_DAEMON_ERROR
+        result = result if replaced is None else replaced
     if arguments.json:
         print(json.dumps(result, ensure_ascii=False))
     else:
         print(command.text(result))
-    return EXIT_OK
+    return status
 
 
 def run_events(client: Client, arguments: Arguments) -> int:

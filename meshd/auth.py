@@ -39,7 +39,7 @@ from meshd.crypto.suite import (
     did_from_genesis,
     verify,
 )
-from meshd.errors import BadSignature, DecodeError, MeshError
+from meshd.errors import BadSignature, DecodeError, InvalidInput, MeshError
 from meshd.mesh.log import MeshLog
 from meshd.mesh.records import AUTH, Approval, Proposal
 from meshd.mesh.state import MeshState
@@ -101,10 +101,12 @@ def make_statement(
     """The statement of a proof made at the head of ``state``.
 
     Raises:
-        ProofRefused: an empty or oversized challenge.
+        InvalidInput: an empty or oversized challenge or audience.
     """
     if not challenge or len(challenge) > MAX_CHALLENGE:
-        raise ProofRefused("bad_challenge")
+        raise InvalidInput("A challenge is 1 to 1024 characters", field="challenge")
+    if len(audience) > MAX_CHALLENGE:
+        raise InvalidInput("An audience is at most 1024 characters", field="audience")
     return AuthStatement(
         state.mesh_id, challenge, audience, now_ms, state.head_hash, threshold
     )

@@ -19,7 +19,9 @@ from typing import Any
 
 import trio
 
+from meshd.auth import verify_proof
 from meshd.crypto.suite import DeviceKeys, short_id
+from meshd.delegations import parse_agent_key, parse_expiry
 from meshd.device import (
     MEMBER,
     Device,
@@ -27,12 +29,14 @@ from meshd.device import (
 )
 from meshd.errors import (
     InvalidInput,
+    Locked,
     MeshError,
     NoMesh,
     StorageUnavailable,
 )
 from meshd.events import EventBus
 from meshd.invite import Invite
+from meshd.keystore import Keystore
 from meshd.replica.paths import JSONValue
 from meshd.rpc.methods import Method, optional, required
 from meshd.sync.engine import MAX_OBJECT_SIZE, SyncEngine
@@ -324,6 +328,75 @@ class MeshNode:
         except MeshError as exc:
             logger.debug("Sync round skipped: %s", exc)
 
+    # -- device.rotate_key ------------------------------------------------------
+
+    async def rotate_key(self, passphrase: str | None) -> dict[str, Any]:
+        """Rotate this device's keys: log entry, keystore, then the new keys.
+
+        The keystore is replaced (keeping the old keys, to open old data)
+        before the entry is applied, so a crash never leaves a log naming
+        keys this device does not have.
+
+        Raises:
+            InvalidInput: a protected keystore and no passphrase.
+            WrongPassphrase: the passphrase does not open the keystore.
+            NoMesh / DeviceRevoked: this device is not an active member.
+        """
+        keystore = Keystore(self.device.home)
+        async with self._round_lock:
+            try:
+                secrets = await trio.to_thread.run_sync(keystore.load, passphrase)
+            except Locked:
+                raise InvalidInput(
+                    "Rotating keys re-seals the keystore: give its passphrase",
+                    field="passphrase",
+                ) from None
+            new_keys = DeviceKeys.generate()
+            entry = self.device.prepare_rotation(new_keys)
+            await trio.to_thread.run_sync(
+                keystore.replace, secrets.rotated(new_keys), passphrase
+            )
+            self.device.complete_rotation(entry, new_keys)
+        rotated_at = self.device.clock()
+        self.events.publish("device.key_rotated", device_id=self.device.device_id)
+        await self._push_now()
+        return {"device_id": self.device.device_id, "rotated_at": rotated_at}
+
+    # -- auth.* ----------------------------------------------------------------
+
+    async def prove(
+        self, challenge: str, audience: str | None, threshold: bool
+    ) -> dict[str, Any]:
+        result = self.device.prove(challenge, audience or "", threshold)
+        if threshold:
+            await self._push_now()
+        return result
+
+    async def auth_proof(self, id: str) -> dict[str, Any]:
+        # A round first, to fetch the approvals made on other devices.
+        await self._push_now()
+        return self.device.auth_proof(id)
+
+    async def verify(self, proof: dict[str, Any]) -> dict[str, Any]:
+        entries = [entry.encode() for entry in self.device.require_log().entries]
+        return verify_proof(proof, entries, self.device.clock()).to_json()
+
+    # -- delegation.* ------------------------------------------------------------
+
+    async def delegate(
+        self, to: str, capability: str, expires: str | None
+    ) -> dict[str, Any]:
+        capabilities = [name.strip() for name in capability.split(",") if name.strip()]
+        expires_at = parse_expiry(expires, self.device.clock())
+        result = self.device.issue_delegation(
+            parse_agent_key(to), capabilities, expires_at
+        )
+        await self._push_now()
+        return result
+
+    async def delegations(self) -> list[dict[str, Any]]:
+        return self.device.delegations()
+
     # -- The method table rows -------------------------------------------------
 
     def methods(self) -> list[Method]:
@@ -492,6 +565,63 @@ class MeshNode:
                 params=(optional("wait", "boolean", default=False),),
                 summary="Push and pull now",
                 result="{pushed, pulled, held, rejected, storage}",
+            ),
+            # -- key rotation, proofs and delegations --------------------------
+            Method(
+                "device.rotate_key",
+                self.rotate_key,
+                params=(
+                    optional(
+                        "passphrase",
+                        "string",
+                        "null",
+                        description="needed when the keystore is protected",
+                    ),
+                ),
+                summary="Rotate this device's keys (it keeps its device id)",
+                result="{device_id, rotated_at}",
+            ),
+            Method(
+                "auth.prove",
+                self.prove,
+                params=(
+                    required("challenge", "string"),
+                    optional("audience", "string", "null"),
+                    optional("threshold", "boolean", default=False),
+                ),
+                summary="A proof of this device, or start one of threshold devices",
+                result="the proof, or {proposal_id, approvals, required, state}",
+            ),
+            Method(
+                "auth.proof",
+                self.auth_proof,
+                params=(required("id", "string"),),
+                summary="A threshold proof: its approvals, and the proof once complete",
+                result="{proposal_id, approvals, required, state, proof?}",
+            ),
+            Method(
+                "auth.verify",
+                self.verify,
+                params=(required("proof", "object"),),
+                summary="Check a proof against this device's mesh log",
+                result="{valid, signers, reason}",
+            ),
+            Method(
+                "delegation.issue",
+                self.delegate,
+                params=(
+                    required("to", "string"),
+                    required("capability", "string"),
+                    optional("expires", "string", "null"),
+                ),
+                summary="Delegate capabilities to an agent key",
+                result="the delegation",
+            ),
+            Method(
+                "delegation.list",
+                self.delegations,
+                summary="The delegations of the passport, each valid or not",
+                result="[{id, agent_key, capabilities, expires_at, issuer, valid}]",
             ),
         ]
 

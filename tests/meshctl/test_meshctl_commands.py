@@ -120,4 +120,4 @@ def test_every_interface_command_has_its_rpc_method() -> None:
     assert methods["passport set"] == "passport.set"
     assert methods["capability add"] == "passport.add_capability"
     assert methods["did-document"] == "mesh.did_document"
-    assert len(methods) == 25
+    assert len(methods) == 27

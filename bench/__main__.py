@@ -2,9 +2,12 @@
 
 Each benchmark module has ``run() -> dict``. A result either holds a list of
 figures under ``"figures"`` (each with ``name``, ``value``, ``baseline``,
-``ratio``, ``goal`` and ``met``) or is a flat mapping, which is shown as is.
+``ratio``, ``goal``, ``met`` and ``unit``) or is a flat mapping, which is shown as is.
 The machines are shared and noisy, so absolute times mean little: figures are
 ratios against a baseline measured in the same run, as medians of repeats.
+
+``MESHD_BENCH_SCALE=tiny`` runs everything small, in seconds (see
+:mod:`bench.bench_support`); the default is ``full``.
 """
 
 from __future__ import annotations
@@ -19,11 +22,15 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from bench.bench_support import scale
+
 MODULES = (
     "bench.bench_meshlog",
     "bench.bench_replica",
     "bench.bench_storage",
     "bench.bench_rpc",
+    "bench.bench_memory",
+    "bench.bench_sync",
 )
 
 
@@ -31,6 +38,7 @@ def _machine() -> dict[str, Any]:
     import os
 
     return {
+        "scale": scale(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
@@ -53,7 +61,7 @@ def _cell(value: Any) -> str:
 
 
 def _print_table(rows: list[dict[str, Any]]) -> None:
-    columns = ("name", "value", "baseline", "ratio", "goal", "met")
+    columns = ("name", "value", "baseline", "unit", "ratio", "goal", "met")
     table = [[_cell(row.get(column)) for column in columns] for row in rows]
     widths = [
         max(len(column), *(len(line[index]) for line in table))
@@ -81,7 +89,9 @@ def main() -> int:
     args = parser.parse_args()
 
     rows: list[dict[str, Any]] = []
-    failed = False
+    failed: list[str] = []
+    seconds: dict[str, float] = {}
+    run_started = time.monotonic()
     for module in MODULES:
         if args.only and not any(name in module for name in args.only):
             continue
@@ -91,13 +101,19 @@ def main() -> int:
             result = importlib.import_module(module).run()
         except Exception:
             traceback.print_exc()
-            failed = True
+            failed.append(module)
             continue
         rows.extend(_rows(module, result))
-        print(f"   done in {time.monotonic() - started:.1f} s", flush=True)
+        seconds[module] = round(time.monotonic() - started, 1)
+        print(f"   done in {seconds[module]} s", flush=True)
 
     _print_table(rows)
-    report = {"machine": _machine(), "figures": rows}
+    report = {
+        "machine": _machine(),
+        "seconds": {"total": round(time.monotonic() - run_started, 1), **seconds},
+        "failed": failed,
+        "figures": rows,
+    }
     Path(args.report).write_text(json.dumps(report, indent=2, default=str))
     print(f"Report written to {args.report}")
     return 1 if failed else 0

@@ -618,6 +618,9 @@ class Device:
                 )
                 return not known
             case ProposalRequestName(proposal_id=identifier):
+                # Stale requests stay in storage: read each one once.
+                if name.path in self._fetched_segments:
+                    return False
                 return not any(p.id.hex() == identifier for p in self.book.all())
             case ApprovalName(proposal_id=identifier, device_id=device):
                 return self._wants_approval(identifier, device)
@@ -657,6 +660,7 @@ class Device:
             case LogEntryName():
                 return self._receive_entry(data)
             case ProposalRequestName():
+                self._fetched_segments.add(name.path)
                 return self._receive_proposal(data)
             case ApprovalName():
                 return self._receive_approval(name, data)

@@ -22,13 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from bench.bench_homes import histories
-from bench.bench_support import figure
+from bench.bench_support import figure, sized
 from meshd.client import Client
 
 IDLE_GOAL_MB = 60
 LOADED_GOAL_MB = 100
 # Time for the first sync round (against an empty storage folder) to finish.
-SETTLE_SECONDS = 2.0
+SETTLE_SECONDS = float(sized(2.0, 0.5))
 
 BARE_TRIO = """
 import sys, trio

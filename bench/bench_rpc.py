@@ -1,10 +1,10 @@
 """How much the daemon's JSON-RPC layer costs, as ratios against a bare server.
 
-``mesh.status`` round trips on a real daemon are timed against round trips
-on a bare trio server that echoes each newline-delimited line back over the
-same kind of Unix socket, so the figure is the daemon's overhead (parsing,
-dispatch, the handler, encoding) and not the machine's speed. Then 8
-clients call concurrently and every answer must be a result.
+``mesh.status`` round trips on a real daemon (a mesh member) are timed
+against round trips on a bare trio server that echoes each newline-delimited
+line back over the same kind of Unix socket, so the figure is the daemon's
+overhead (parsing, dispatch, the handler, encoding) and not the machine's
+speed. Then 8 clients call concurrently and every answer must be a result.
 
     python -m bench.bench_rpc
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -24,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.bench_homes import histories
 from bench.bench_support import at_least, figure, interleaved_medians, sized
 from meshd.client import Client
 
@@ -112,9 +114,10 @@ def wait_for_socket(path: Path, process: subprocess.Popen[bytes]) -> None:
 
 
 def start_servers(base: Path) -> tuple[subprocess.Popen[bytes], ...]:
-    """A real daemon (fresh home, weakest passphrase hashing) and the echo
-    server, each in its own process."""
+    """A real daemon (on a copy of a mesh member's home, so ``mesh.status``
+    answers with the mesh) and the echo server, each in its own process."""
     home = base / "home"
+    shutil.copytree(histories().empty, home)
     config = base / "meshd.toml"
     config.write_text('[keystore]\nkdf = "minimum"\n')
     environment = {

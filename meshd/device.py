@@ -84,7 +84,6 @@ from meshd.sync.layout import (
     ProposalRequestName,
     SegmentName,
     SnapshotName,
-    content_hash_text,
     log_entry_name,
     segment_name,
     snapshot_name,
@@ -161,6 +160,7 @@ class Device:
         self._checked_heads: set[str] = set()
         self._fetched_segments: set[str] = set()
         self._published_head: bytes | None = None
+        self._entry_names_at: tuple[bytes, frozenset[str]] = (b"", frozenset())
         # The last op sequence of each device that storage lists a segment
         # for, so a head that claims more is seen to reference missing ops.
         self._listed_sequences: dict[str, int] = {}
@@ -608,15 +608,25 @@ class Device:
                 found.append((first, last, data))
         return found
 
+    def _entry_names(self) -> frozenset[str]:
+        """Storage names of the accepted entries, recomputed when the head moves
+        (storage names hash the whole signed entry, not only its body)."""
+        assert self.log is not None
+        head, names = self._entry_names_at
+        if head != self.log.head:
+            names = frozenset(
+                log_entry_name(index, entry.encode()).path
+                for index, entry in enumerate(self.log.entries)
+            )
+            self._entry_names_at = (self.log.head, names)
+        return names
+
     def wants(self, name: ObjectName) -> bool:
         if self.log is None:
             return False
         match name:
-            case LogEntryName(position=position, hash=digest):
-                known = position <= self.log.position and (
-                    content_hash_text(entry_hash_at(self.log, position)) == digest
-                )
-                return not known
+            case LogEntryName():
+                return name.path not in self._entry_names()
             case ProposalRequestName(proposal_id=identifier):
                 # Stale requests stay in storage: read each one once.
                 if name.path in self._fetched_segments:
@@ -896,10 +906,6 @@ def _segment_fits_name(segment: Segment, name: SegmentName) -> bool:
     places = [(body.author, body.sequence) for body in bodies]
     expected = range(name.first_seq, name.last_seq + 1)
     return places == [(name.device_id, sequence) for sequence in expected]
-
-
-def entry_hash_at(log: MeshLog, position: int) -> bytes:
-    return entry_hash(log.entries[position])
 
 
 def _parse_bounds(text: str | None) -> list[tuple[int, int]]:

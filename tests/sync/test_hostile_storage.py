@@ -372,9 +372,6 @@ async def test_a_huge_object_is_refused_unread(mesh: Mesh) -> None:
     await mesh.honest_change_still_syncs(mesh.tablet, [mesh.phone])
 
 
-@pytest.mark.xfail(
-    strict=True, reason="an idle round still reads 3 objects (stale proposals)"
-)
 async def test_sync_client_junk_is_ignored(mesh: Mesh) -> None:
     segment = mesh.segments(mesh.laptop)[0]
     junk = [
@@ -394,9 +391,6 @@ async def test_sync_client_junk_is_ignored(mesh: Mesh) -> None:
     assert mesh.phone.backend.requests.snapshot()["GET"] == 0
 
 
-@pytest.mark.xfail(
-    strict=True, reason="an idle round still reads 3 objects (stale proposals)"
-)
 async def test_an_idle_poll_is_one_listing_and_a_one_op_push_three_requests(
     mesh: Mesh,
 ) -> None:

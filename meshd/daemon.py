@@ -152,6 +152,9 @@ class DeviceService:
 
     async def device_info(self) -> dict[str, Any]:
         keys = self.require_keys()
+        if self.node is not None:
+            # After a key rotation the node holds the current keys.
+            keys = self.node.device.keys
         public = keys.public
         return {
             "device_id": keys.device_id,

@@ -459,7 +459,10 @@ class Device:
             return []
         done = []
         for pending in self.book.pending(self._now_ms()):
-            if not self.book.ready(pending.id, self.log.state):
+            # An auth proposal never becomes an entry: its approvals are a proof.
+            if pending.proposal.kind == AUTH or not self.book.ready(
+                pending.id, self.log.state
+            ):
                 continue
             try:
                 entry = self.book.finalize(

@@ -342,6 +342,13 @@ class MeshNode:
             WrongPassphrase: the passphrase does not open the keystore.
             NoMesh / DeviceRevoked: this device is not an active member.
         """
+        # TODO: if the daemon dies between replacing the keystore and storing
+        # the entry, it restarts with keys the log does not know and shows
+        # "joining"; the old keys are kept in the keystore, but nothing yet
+        # uses them to finish or undo the rotation by itself.
+        # TODO: ops that another device sealed to the old encryption key before
+        # it saw the rotation stay held here, because the replica reads with
+        # the current key only.
         keystore = Keystore(self.device.home)
         async with self._round_lock:
             try:

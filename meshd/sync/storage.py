@@ -329,6 +329,20 @@ def _fsync_folder(folder: Path) -> None:
         os.close(descriptor)
 
 
+async def _read_stream(body: Any, limit: int) -> bytes:
+    """Up to ``limit`` bytes of a response body. One stream read returns what
+    has arrived so far, not all that was asked for: read until the end."""
+    chunks: list[bytes] = []
+    received = 0
+    while received < limit:
+        chunk: bytes = await body.read(limit - received)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        received += len(chunk)
+    return b"".join(chunks)
+
+
 class S3Driver:
     """A bucket and key prefix on S3 or an S3-compatible server, through s3fs."""
 
@@ -360,7 +374,7 @@ class S3Driver:
             size = int(response.get("ContentLength", 0))
             if size > max_size:
                 return _Oversize(size)
-            data: bytes = await body.read(max_size + 1)
+            data = await _read_stream(body, max_size + 1)
         finally:
             body.close()
         return _Oversize(len(data)) if len(data) > max_size else data

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import enum
+import functools
 import hashlib
 import hmac
 import os
@@ -146,8 +147,9 @@ class DevicePublicKeys:
     signing: bytes
     encryption: bytes
 
-    @property
+    @functools.cached_property
     def device_id(self) -> str:
+        # Hashing and base32 per call showed up in every status answer.
         return device_id_from_key(self.signing)
 
 
@@ -172,14 +174,14 @@ class DeviceKeys:
     def encryption_secret(self) -> bytes:
         return bytes(self._encryption)
 
-    @property
+    @functools.cached_property
     def public(self) -> DevicePublicKeys:
         return DevicePublicKeys(
             signing=bytes(self._signing.verify_key),
             encryption=bytes(self._encryption.public_key),
         )
 
-    @property
+    @functools.cached_property
     def device_id(self) -> str:
         return self.public.device_id
 

@@ -167,7 +167,7 @@ async def _recovery(server: S3Server, root: Path, ops: int) -> list[dict[str, An
     finally:
         close_all([writer, new])
     detail = (
-        f"request: {_kinds(asked)}; {rounds} rounds to catch up: "
+        f"request: {_kinds(asked)}; catching up ({rounds} round(s)): "
         f"{_kinds(caught_up)}; storage holds {stored}"
     )
     gets = asked["GET"] + caught_up["GET"]

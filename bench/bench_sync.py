@@ -218,8 +218,14 @@ def _bare_write_read(folder: Path, size: int) -> Callable[[], float]:
     return timed
 
 
-def _stored_files(folder: Path) -> dict[Path, int]:
-    return {path: path.stat().st_size for path in folder.rglob("*") if path.is_file()}
+def _stored_files(folder: Path) -> dict[Path, tuple[int, int]]:
+    """Size and modification time of every file under ``folder``."""
+    found = {}
+    for path in folder.rglob("*"):
+        if path.is_file():
+            status = path.stat()
+            found[path] = (status.st_size, status.st_mtime_ns)
+    return found
 
 
 async def _visible(root: Path, repeats: int) -> dict[str, Any]:
@@ -227,11 +233,16 @@ async def _visible(root: Path, repeats: int) -> dict[str, Any]:
     storage.mkdir(parents=True)
     phone, laptop = await _settled_pair(root, str(storage))
     try:
-        # The bytes one write adds to storage, for the bare baseline.
+        # The bytes one write puts in storage (new objects and the rewritten
+        # head), for the bare baseline.
         before = _stored_files(storage)
         await _write_to_read(phone, laptop, 0)
-        added = {p: s for p, s in _stored_files(storage).items() if p not in before}
-        size = max(1, sum(added.values()))
+        written = [
+            size
+            for path, (size, changed) in _stored_files(storage).items()
+            if before.get(path, (0, 0))[1] != changed
+        ]
+        size = max(1, sum(written))
 
         bare = _bare_write_read(root, size)
         ours: list[float] = []

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ import pytest
 
 from meshd.crypto.suite import DeviceKeys
 from meshd.verify import verify_proof
+from tests.daemons import clean_environment
 from tests.e2e.conftest import E2E_CONFIG, Device, Devices
 from tests.e2e.test_stories import three_device_mesh
 
@@ -93,23 +96,30 @@ def test_rotated_laptop_keeps_its_id_syncs_edits_and_vouches_for_a_proof(
 def threshold_proof_collects_two_approvals_and_verifies_anywhere(
     phone: Device, laptop: Device, tablet: Device, tmp_path: Path
 ) -> None:
-    """The phone asks for a 2-of-3 proof; the laptop approves it."""
+    """The phone asks for a 2-of-3 proof and waits; the laptop approves it."""
     phone.sync()
-    started = phone.ok(
-        "prove", "--challenge", "nonce-42", "--audience", "bank", "--threshold"
+    meshctl = [sys.executable, "-m", "meshctl.main", "--home", str(phone.daemon.home)]
+    prove = ["prove", "--challenge", "nonce-42", "--audience", "bank", "--threshold"]
+    waiting = subprocess.Popen(
+        [*meshctl, "--json", *prove, "--wait", "60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=clean_environment(),
     )
-    assert (started["state"], started["approvals"], started["required"]) == (
-        "pending",
-        1,
-        2,
-    )
-
-    # The laptop sees what it is asked to vouch for, and approves.
-    laptop.sync()
-    [asked] = [item for item in laptop.ok("pending") if item["kind"] == "auth"]
-    assert "nonce-42" in asked["summary"] and "bank" in asked["summary"]
-    laptop.ok("approve", started["proposal_id"])
-    proof = phone.ok("proof", started["proposal_id"], "--wait", "5")
+    try:
+        # The laptop sees what it is asked to vouch for, and approves.
+        asked = wait_for_auth_request(laptop)
+        assert "nonce-42" in asked["summary"] and "bank" in asked["summary"]
+        assert (asked["approvals"], asked["required"]) == (1, 2)
+        laptop.ok("approve", asked["id"])
+        out, err = waiting.communicate(timeout=60)
+    finally:
+        waiting.kill()
+    assert waiting.returncode == 0, err
+    proof = json.loads(out)
+    assert phone.ok("proof", asked["id"]) == proof
 
     assert proof["mode"] == "threshold" and proof["challenge"] == "nonce-42"
     assert {s["device_id"] for s in proof["signatures"]} == {
@@ -132,6 +142,24 @@ def threshold_proof_collects_two_approvals_and_verifies_anywhere(
     document = tablet.ok("did-document")
     offline = verify_proof(proof, document, time.time(), challenge="nonce-42")
     assert (offline.valid, offline.reason) == (True, "ok")
+
+    # The rotated laptop alone proves too; the phone checks it.
+    alone = laptop.ok("prove", "--challenge", "nonce-44")
+    assert alone["mode"] == "device" and alone["signatures"][0]["device_id"] == (
+        laptop.device_id
+    )
+    assert phone.ok("verify", save(tmp_path, "alone.json", alone))["valid"] is True
+
+
+def wait_for_auth_request(device: Device) -> dict[str, Any]:
+    """Sync until the device sees a pending auth request (or give up)."""
+    for _ in range(40):
+        device.sync()
+        asked = [item for item in device.ok("pending") if item["kind"] == "auth"]
+        if asked:
+            return dict(asked[0])
+        time.sleep(0.25)
+    raise AssertionError(f"{device.name} never saw the auth request")
 
 
 def test_lockout_guard_holds_at_threshold_three_and_revoking_ends_a_delegation(

@@ -474,8 +474,12 @@ COMMANDS: tuple[Command, ...] = (
         "verify",
         "auth.verify",
         "check a proof (a JSON file) against the mesh log",
-        lambda parser: parser.add_argument("proof", type=json_file, metavar="FILE"),
-        lambda a: {"proof": a.proof},
+        lambda parser: (
+            parser.add_argument("proof", type=json_file, metavar="FILE"),
+            parser.add_argument("--challenge", help="the challenge you gave"),
+            parser.add_argument("--audience", help="who the proof must be for"),
+        ),
+        lambda a: {"proof": a.proof, "challenge": a.challenge, "audience": a.audience},
         after=exit_on_invalid,
     ),
     Command(

@@ -127,7 +127,9 @@ def threshold_proof_collects_two_approvals_and_verifies_anywhere(
         laptop.device_id,
     }
     path = save(tmp_path, "proof.json", proof)
-    status, out, err = tablet.daemon.meshctl("--json", "verify", path)
+    status, out, err = tablet.daemon.meshctl(
+        "--json", "verify", path, "--challenge", "nonce-42", "--audience", "bank"
+    )
     assert status == 0, err
     assert json.loads(out)["valid"] is True
 

@@ -275,8 +275,10 @@ class Daemon:
         )
         address = listener.getsockname() or str(owned_path)
         async with trio.open_nursery() as nursery:
+            # Catch SIGTERM before the first client can connect, so a request
+            # answered after start-up is never cut short by a default signal.
+            await nursery.start(self._stop_on_signal, server, nursery)
             await nursery.start(server.serve)
-            nursery.start_soon(self._stop_on_signal, server, nursery)
             self.service.attach(nursery)
             logger.info(
                 "Daemon started: device %s, socket %s, pid %d",
@@ -290,8 +292,15 @@ class Daemon:
             )
         logger.info("Daemon stopped: device %s", device)
 
-    async def _stop_on_signal(self, server: RpcServer, nursery: trio.Nursery) -> None:
+    async def _stop_on_signal(
+        self,
+        server: RpcServer,
+        nursery: trio.Nursery,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            task_status.started()
             async for number in signals:
                 logger.info("Daemon stopping: %s", signal.Signals(number).name)
                 notify_service_manager("STOPPING=1")

@@ -30,7 +30,7 @@ import base64
 import binascii
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -46,6 +46,7 @@ from meshd.crypto.encoding import Record, Signed
 from meshd.crypto.suite import DeviceKeys, normalize_device_id, short_id
 from meshd.errors import (
     DecodeError,
+    DeviceRevoked,
     InvalidEntry,
     InvalidInput,
     InvalidState,
@@ -69,7 +70,7 @@ from meshd.mesh.proposals import (
 from meshd.mesh.records import AUTH, REVOKE, THRESHOLD, Revocation
 from meshd.mesh.state import MeshState, entry_hash, read_entry
 from meshd.mesh.vaults import proposal_id, recover_vault_seed
-from meshd.replica.head import verify_head
+from meshd.replica.head import HeadBody, verify_head
 from meshd.replica.ingest import Verdict as OpVerdict
 from meshd.replica.op import decode_op
 from meshd.replica.replica import Replica, ReplicaSettings
@@ -290,7 +291,7 @@ class Device:
             InvalidState: this device already belongs to a mesh.
             InvalidEntry: the storage serves another mesh than the invite's.
         """
-        if self.log is not None:
+        if self.log is not None and not self._may_ask_again(invite):
             raise InvalidState("This device already belongs to a mesh")
         signed = [Signed.decode(data) for data in entries]
         log = MeshLog.from_entries(signed, self.keys)
@@ -305,16 +306,44 @@ class Device:
                 self._store_entry(log, entry)
         self.log = log
 
-    def request_enrollment(
-        self, name: str, kind: str, replace: Iterable[str] = ()
-    ) -> dict[str, Any]:
-        """Make this device's join (or, with ``replace``, recovery) request."""
+    def _may_ask_again(self, invite: Invite) -> bool:
+        """A device still joining may ask the same mesh again: its request
+        expired, was locked by wrong codes, or a change of the mesh closed it."""
+        assert self.log is not None
+        if self.state_name != JOINING or self.log.state.did != invite.did:
+            return False
+        request = self.my_request()
+        return request is None or request["state"] != PENDING
+
+    def lost_devices(self, replace: Iterable[str]) -> list[str]:
+        """Check the devices a recovery replaces, before anything is stored.
+
+        Raises:
+            InvalidInput: a text is not a device id.
+            NotFound / DeviceRevoked: not an active device of the mesh.
+        """
         log = self.require_log()
-        revocations = []
-        for device in replace:
-            device_id = normalize_device_id(device)
-            cutoff = 0
-            revocations.append(Revocation(device_id, cutoff))
+        found = []
+        for text in replace:
+            device_id = normalize_device_id(text)
+            member = log.member(device_id)
+            if member is None:
+                raise NotFound(f"{short_id(device_id)} is not a device of this mesh")
+            if not member.active:
+                raise DeviceRevoked(f"{short_id(device_id)} is already revoked")
+            found.append(device_id)
+        return found
+
+    def request_enrollment(
+        self, name: str, kind: str, replace: Mapping[str, int] | None = None
+    ) -> dict[str, Any]:
+        """Make this device's join request, or its recovery request when
+        ``replace`` maps lost device ids to their op cut-offs."""
+        log = self.require_log()
+        revocations = [
+            Revocation(device_id, cutoff)
+            for device_id, cutoff in sorted((replace or {}).items())
+        ]
         signed = make_join_request(
             log.state, self.keys, name, kind, self._now_ms(), replace=revocations
         )
@@ -334,6 +363,7 @@ class Device:
         identifier = self.store.setting(_SETTING_REQUEST)
         if identifier is None or self.log is None:
             return None
+        self.book.expire(self._now_ms())
         try:
             pending = self.book.get(bytes.fromhex(identifier))
         except UnknownProposal:
@@ -748,7 +778,7 @@ class Device:
         # A replayed older head: storage rolls the peer back.
         stored = self.store.heads().get(name.device_id)
         if stored is not None:
-            previous = verify_head(stored, log)
+            previous = HeadBody.decode(Signed.decode(stored).body)
             if (head.sequence, head.wall_ms) < (previous.sequence, previous.wall_ms):
                 return Verdict(Outcome.REJECTED, "head_went_backwards")
 

@@ -32,15 +32,19 @@ from meshd.errors import (
     Locked,
     MeshError,
     NoMesh,
+    NotAMember,
+    NotFound,
+    ProtocolError,
     StorageUnavailable,
 )
 from meshd.events import EventBus
 from meshd.invite import Invite
 from meshd.keystore import Keystore
+from meshd.replica.head import verify_head
 from meshd.replica.paths import JSONValue
 from meshd.rpc.methods import Method, optional, required
 from meshd.sync.engine import MAX_OBJECT_SIZE, SyncEngine
-from meshd.sync.layout import LogEntryName
+from meshd.sync.layout import HeadName, LogEntryName, SegmentName
 from meshd.sync.storage import StorageBackend
 
 logger = logging.getLogger(__name__)
@@ -236,11 +240,32 @@ class MeshNode:
         if not entries:
             raise StorageUnavailable("The invite's storage holds no mesh log yet")
         self.device.start_join(invite, entries)
-        result = self.device.request_enrollment(name, kind, replace)
+        lost = self.device.lost_devices(replace)
+        cutoffs = {
+            device: await self._last_sequence(backend, device) for device in lost
+        }
+        result = self.device.request_enrollment(name, kind, cutoffs)
         self._connect()
         await self._push_now()
         self.events.publish("enrollment.requested", request_id=result["request_id"])
         return result
+
+    async def _last_sequence(self, backend: StorageBackend, device_id: str) -> int:
+        """The last op a lost device published: its recovery keeps every op up
+        to it. The signed head says it; listed segments can only raise it
+        (storage may serve an older head, never forge a newer one)."""
+        listed = [
+            name.last_seq
+            for name in await backend.list(f"devices/{device_id}")
+            if isinstance(name, SegmentName)
+        ]
+        last = max(listed, default=0)
+        try:
+            data = await backend.get(HeadName(device_id), MAX_OBJECT_SIZE)
+            head = verify_head(data, self.device.require_log())
+        except (NotFound, ProtocolError, NotAMember):
+            return last
+        return max(last, head.sequence)
 
     async def request_status(self) -> dict[str, Any]:
         found = self.device.my_request()

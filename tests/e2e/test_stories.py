@@ -220,9 +220,16 @@ def test_revoking_one_of_two_devices_at_threshold_two_is_refused(
 def test_recovery_replaces_a_lost_device(devices: Devices, storage_url: str) -> None:
     devices.start("phone", "laptop", "tablet", "spare")
     phone, laptop, tablet = three_device_mesh(devices, storage_url)
+    # What the phone wrote before it was lost must survive the recovery.
+    phone.ok("passport", "set", "profile/city", '"Paris"')
+    phone.sync()
+    laptop.sync()
+    tablet.sync()
 
     invite = laptop.ok("invite")["invite"]
     spare = devices["spare"]
+    mistyped = spare.run("recover", invite, "--replace", "7MLA")
+    assert (mistyped.status, mistyped.reason) == (1, "invalid_input")
     request = spare.ok(
         "recover", invite, "--replace", phone.device_id, "--device-name", "spare"
     )
@@ -239,6 +246,8 @@ def test_recovery_replaces_a_lost_device(devices: Devices, storage_url: str) -> 
     spare.ok("passport", "set", "profile/name", '"Alice"')
     tablet.sync()
     assert tablet.ok("passport", "get", "profile/name") == "Alice"
+    for device in (laptop, tablet, spare):
+        assert device.ok("passport", "get", "profile/city") == "Paris"
 
 
 def test_three_wrong_codes_lock_a_join_request(

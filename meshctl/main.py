@@ -5,7 +5,7 @@ dispatcher, :func:`main`, turns outcomes into text and exit statuses:
 
     0  the command succeeded
     1  the daemon reported an error (one line; JSON on stderr with --json)
-    2  bad usage (argparse)
+    2  bad usage: a malformed argument or value, found before anything is sent
     3  no daemon answers on the socket (with a hint how to start one)
 """
 
@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import math
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -38,8 +40,43 @@ Arguments = argparse.Namespace
 ParamBuilder = Callable[[Arguments], dict[str, Any]]
 
 
+# JSON-RPC's "invalid params": what a usage error is reported as with --json.
+USAGE_CODE = -32602
+
+# Deepest JSON value meshctl sends; the daemon refuses deeper ones anyway.
+MAX_JSON_DEPTH = 64
+
+# Longest piece of a bad argument quoted back in an error message.
+QUOTED_LENGTH = 40
+
+# Confirmation codes are six digits; anything else never reaches the daemon.
+CODE_PATTERN = re.compile(r"[0-9]{6}")
+
+
 class UsageError(Exception):
     """The command line is well-formed but a value in it is not usable."""
+
+    def __init__(self, message: str, usage: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.usage = usage
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser that raises :class:`UsageError` instead of exiting,
+    so that ``--json`` can report bad usage as a JSON error object."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message, self.format_usage())
+
+
+class WaitEnded(Exception):
+    """A ``--wait`` ended before the mesh took this device in."""
+
+    def __init__(self, message: str, result: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.message = message
+        self.result = result
 
 
 @dataclass(frozen=True)
@@ -61,29 +98,95 @@ class Command:
 # -- argument helpers ------------------------------------------------------------
 
 
+def quoted(text: str) -> str:
+    """A piece of user input, short and on one line, for an error message."""
+    return render.clean(repr(render.shorten(text, QUOTED_LENGTH)))
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"{render.shorten(text, QUOTED_LENGTH)} is too large")
+    return value
+
+
+def parse_json(text: str) -> Any:
+    """Strict JSON as the daemon accepts it: finite numbers, bounded nesting.
+
+    Raises:
+        ValueError: the text is not such JSON; the message says why.
+    """
+    # Nesting is bounded before parsing: a deep value would otherwise
+    # exhaust the parser's recursion instead of failing cleanly.
+    if _nesting(text) > MAX_JSON_DEPTH:
+        raise ValueError(f"it nests deeper than {MAX_JSON_DEPTH} levels")
+
+    try:
+        return json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise ValueError(f"it nests deeper than {MAX_JSON_DEPTH} levels") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{exc.msg} at character {exc.pos}") from None
+
+
+def _nesting(text: str) -> int:
+    """The deepest bracket nesting in the text, strings skipped."""
+    depth = deepest = 0
+    for token in re.finditer(r'"(?:[^"\\]|\\.)*"|[\[{]|[\]}]', text):
+        mark = token.group()
+        if mark in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif mark in "]}":
+            depth -= 1
+    return deepest
+
+
 def json_value(text: str) -> Any:
     try:
-        return json.loads(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not valid JSON: {text!r}") from None
+        return parse_json(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"values must be JSON (NaN and Infinity are not): {exc}: {quoted(text)}"
+        ) from None
 
 
 def json_file(path: str) -> Any:
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise argparse.ArgumentTypeError(
-            f"cannot read {path}: {exc.strerror}"
+            f"cannot read {quoted(path)}: {exc.strerror}"
         ) from None
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{path} does not hold JSON") from None
+    except UnicodeDecodeError:
+        raise argparse.ArgumentTypeError(f"{quoted(path)} is not UTF-8 text") from None
+    try:
+        return parse_json(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"{quoted(path)} does not hold JSON: {exc}"
+        ) from None
+
+
+def confirmation_code(text: str) -> str:
+    if not CODE_PATTERN.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"the code is the 6 digits shown on the new device, not {quoted(text)}"
+        )
+    return text
 
 
 def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"not a whole number: {quoted(text)}"
+        ) from None
     if value < 1:
         raise argparse.ArgumentTypeError("must be 1 or more")
     return value
@@ -93,7 +196,11 @@ def seconds(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"not a number of seconds: {quoted(text)}"
+        ) from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError("must be a finite number of seconds")
     if value < 0:
         raise argparse.ArgumentTypeError("must be 0 or more")
     return value
@@ -113,27 +220,61 @@ def device_options(
 # -- commands that do more than one call -------------------------------------------
 
 
-def wait_for_membership(client: Client, arguments: Arguments, result: Any) -> None:
-    """Poll ``mesh.status`` until this device is a member or the wait ends."""
-    if not arguments.wait:
-        return
-    code = result.get("code") if isinstance(result, dict) else None
-    if code and not arguments.json:
-        _progress(f"Confirmation code: {code} (enter it on an approving device)")
+def wait_for_membership(client: Client, arguments: Arguments, result: Any) -> Any:
+    """With ``--wait``: poll ``mesh.status`` until this device is a member.
+
+    The code and request id are shown before waiting, since the person needs
+    them on another device to approve. The answer is the request with its
+    final ``state``.
+
+    Raises:
+        WaitEnded: the wait ran out, or the request ended without approval.
+    """
+    if arguments.wait is None or not isinstance(result, dict):
+        return None
+    request = dict(result, state="pending")
+    progress(
+        arguments,
+        f"Type the code {render.value_text(request.get('code'))} on a device of "
+        f"the mesh: meshctl approve {render.value_text(request.get('request_id'))}"
+        f" --code CODE (request {render.value_text(request.get('request_id'))})",
+    )
 
     deadline = time.monotonic() + arguments.wait
-    while time.monotonic() < deadline:
-        status = client.call("mesh.status")
-        if isinstance(status, dict) and status.get("state") == "member":
-            _progress("Approved: this device is now a member of the mesh")
-            return
-        _progress(
-            f"Waiting for approvals... ({int(deadline - time.monotonic())} s left)"
-        )
-        time.sleep(min(POLL_INTERVAL, max(deadline - time.monotonic(), 0)))
-    raise MeshError(
-        f"Not approved within {arguments.wait:g} seconds; the request stays pending"
-    )
+    while True:
+        request["state"] = _request_state(client.call("mesh.status"))
+        if request["state"] == "applied":
+            progress(arguments, "Approved: this device is now a member of the mesh")
+            return request
+        if request["state"] != "pending":
+            raise WaitEnded(f"The request ended: {request['state']}", request)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise WaitEnded(
+                f"Not approved within {arguments.wait:g} seconds; "
+                "the request stays pending",
+                request,
+            )
+        progress(arguments, f"Waiting for approvals... ({int(left)} s left)")
+        time.sleep(min(POLL_INTERVAL, left))
+
+
+def _request_state(status: Any) -> str:
+    """This device's request state, as ``mesh.status`` tells it."""
+    if not isinstance(status, dict):
+        return "pending"
+    if status.get("state") == "member":
+        return "applied"
+    request = status.get("request")
+    if isinstance(request, dict) and isinstance(request.get("state"), str):
+        return str(request["state"])
+    return "pending"
+
+
+def progress(arguments: Arguments, line: str) -> None:
+    """A progress line on stderr, for people only: none with --json."""
+    if not arguments.json:
+        _progress(line)
 
 
 def _progress(line: str) -> None:
@@ -168,9 +309,10 @@ def wait_for_proof(client: Client, arguments: Arguments, result: Any) -> Any:
         found = client.call("auth.proof", id=result["proposal_id"])
         if isinstance(found, dict) and found.get("proof") is not None:
             return found["proof"]
-        _progress(
+        progress(
+            arguments,
             f"Waiting for approvals ({found.get('approvals')}/"
-            f"{found.get('required')})... ({int(deadline - time.monotonic())} s left)"
+            f"{found.get('required')})... ({int(deadline - time.monotonic())} s left)",
         )
     raise MeshError(
         f"Not approved within {arguments.wait:g} seconds; "
@@ -194,15 +336,18 @@ def rotate_params(arguments: Arguments) -> dict[str, Any]:
 def unlock_params(arguments: Arguments) -> dict[str, Any]:
     """The passphrase from a file, stdin ('-'), or a prompt on the terminal."""
     source = arguments.passphrase_file
-    if source == "-" or (source is None and not sys.stdin.isatty()):
-        passphrase = sys.stdin.readline().rstrip("\r\n")
-    elif source is not None:
-        try:
+    try:
+        if source == "-" or (source is None and not sys.stdin.isatty()):
+            passphrase = sys.stdin.readline().rstrip("\r\n")
+        elif source is not None:
             passphrase = Path(source).read_text(encoding="utf-8").splitlines()[0]
-        except (OSError, IndexError):
-            raise UsageError(f"cannot read a passphrase from {source}") from None
-    else:
-        passphrase = getpass.getpass("Keystore passphrase: ")
+        else:
+            passphrase = getpass.getpass("Keystore passphrase: ")
+    except (OSError, IndexError, UnicodeDecodeError, EOFError):
+        where = "stdin" if source in (None, "-") else quoted(source)
+        raise UsageError(
+            f"cannot read a passphrase (UTF-8 text) from {where}"
+        ) from None
     if not passphrase:
         raise UsageError("the passphrase is empty")
     return {"passphrase": passphrase}
@@ -243,7 +388,12 @@ COMMANDS: tuple[Command, ...] = (
             ("id", "name", "kind", "state", "enrolled_at"), "No devices."
         ),
     ),
-    Command("invite", "mesh.invite", "an invite string for a new device"),
+    Command(
+        "invite",
+        "mesh.invite",
+        "an invite string for a new device",
+        text=render.invite,
+    ),
     Command(
         "threshold",
         "mesh.set_threshold",
@@ -307,10 +457,7 @@ COMMANDS: tuple[Command, ...] = (
         "pending",
         "proposal.list",
         "proposals waiting for approvals",
-        text=render.table(
-            ("id", "kind", "summary", "approvals", "required", "expires_at"),
-            "Nothing pending.",
-        ),
+        text=render.pending,
     ),
     Command(
         "approve",
@@ -318,7 +465,11 @@ COMMANDS: tuple[Command, ...] = (
         "approve a proposal",
         lambda parser: (
             parser.add_argument("id"),
-            parser.add_argument("--code", help="the code shown on the new device"),
+            parser.add_argument(
+                "--code",
+                type=confirmation_code,
+                help="the 6-digit code shown on the new device",
+            ),
         ),
         lambda a: {"id": a.id, "code": a.code},
     ),
@@ -407,7 +558,7 @@ COMMANDS: tuple[Command, ...] = (
         "conflicts",
         "conflict.list",
         "unresolved conflicts",
-        text=render.table(("id", "path", "candidates"), "No conflicts."),
+        text=render.conflicts,
     ),
     Command(
         "resolve",
@@ -498,9 +649,7 @@ COMMANDS: tuple[Command, ...] = (
         "delegations",
         "delegation.list",
         "the delegations of the passport and whether each holds now",
-        text=render.table(
-            ("id", "capabilities", "expires_at", "issuer", "valid"), "No delegations."
-        ),
+        text=render.delegations,
     ),
     # events are streamed; see run_events
     Command(
@@ -525,9 +674,7 @@ COMMANDS: tuple[Command, ...] = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="meshctl", description="Control the local meshd."
-    )
+    parser = Parser(prog="meshctl", description="Control the local meshd.")
     where = parser.add_mutually_exclusive_group()
     where.add_argument(
         "--home", type=Path, help=f"the daemon's home (or set {HOME_VARIABLE})"
@@ -536,7 +683,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    groups: dict[str, argparse._SubParsersAction[argparse.ArgumentParser]] = {}
+    groups: dict[str, argparse._SubParsersAction[Parser]] = {}
     for command in COMMANDS:
         if command.group:
             if command.group not in groups:
@@ -558,17 +705,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; the exit status says how it went."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    # Known before parsing, so that bad usage is reported the way asked.
+    as_json = "--json" in words
     parser = build_parser()
-    arguments = parser.parse_args(argv)
-    socket_path = client_socket(arguments.home, arguments.socket)
     try:
+        arguments = parser.parse_args(words)
+    except UsageError as exc:
+        return usage_failure(as_json, exc)
+    try:
+        return connect_and_run(arguments)
+    except UsageError as exc:
+        return usage_failure(as_json, exc, parser.format_usage())
+
+
+def connect_and_run(arguments: Arguments) -> int:
+    """Run the parsed command; every failure but bad usage becomes a status.
+
+    Raises:
+        UsageError: a value on the command line turned out to be unusable.
+    """
+    try:
+        socket_path = client_socket(arguments.home, arguments.socket)
         with Client(socket_path) as client:
             return run(client, arguments)
-    except UsageError as exc:
-        parser.error(str(exc))
+    except UsageError:
+        raise
     except DaemonUnavailable as exc:
         return fail(
-            arguments,
+            arguments.json,
             EXIT_NO_DAEMON,
             -32099,
             str(exc),
@@ -576,16 +741,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             hint=_start_hint(arguments),
         )
     except MeshError as exc:
-        return fail(arguments, EXIT_DAEMON_ERROR, exc.code, exc.message, exc.to_data())
+        return fail(
+            arguments.json,
+            EXIT_DAEMON_ERROR,
+            exc.code,
+            exc.message,
+            exc.to_data(),
+            hint=_error_hint(arguments, exc.reason),
+        )
     except RpcError as exc:
-        return fail(arguments, EXIT_DAEMON_ERROR, exc.code, exc.message, exc.data)
+        return fail(arguments.json, EXIT_DAEMON_ERROR, exc.code, exc.message, exc.data)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return EXIT_OK
     except Exception as exc:  # the promise: never a traceback
         return fail(
-            arguments, EXIT_DAEMON_ERROR, -32603, f"Unexpected failure: {exc}", None
+            arguments.json,
+            EXIT_DAEMON_ERROR,
+            -32603,
+            f"Unexpected failure: {type(exc).__name__}: {exc}",
+            None,
         )
 
 
@@ -600,18 +776,42 @@ def run(client: Client, arguments: Arguments) -> int:
         if value is not None
     }
     result = client.call(command.method, **params)
+
+    # The follow-up (waiting, judging a proof) may replace what is shown.
     status = EXIT_OK
     if command.after is not None:
         try:
             replaced = command.after(client, arguments, result)
         except ProofInvalid as exc:
             replaced, status = exc.result, EXIT_DAEMON_ERROR
+        except WaitEnded as exc:
+            show(command, arguments, exc.result)
+            return fail(
+                arguments.json,
+                EXIT_DAEMON_ERROR,
+                -32000,
+                exc.message,
+                {"reason": "not_approved", **exc.result},
+            )
         result = result if replaced is None else replaced
-    if arguments.json:
-        print(json.dumps(result, ensure_ascii=False))
-    else:
-        print(command.text(result))
+    show(command, arguments, result)
     return status
+
+
+def show(command: Command, arguments: Arguments, result: Any) -> None:
+    """Print a result: exact JSON with --json, readable text otherwise."""
+    if arguments.json:
+        print(json.dumps(result, ensure_ascii=False), flush=True)
+    else:
+        print(command.text(result), flush=True)
+
+
+def _error_hint(arguments: Arguments, reason: str) -> str:
+    """What to do next, for errors a person can fix on the command line."""
+    command: Command = arguments.spec
+    if reason == "wrong_code" and command.name == "approve" and not arguments.code:
+        return "type the 6-digit code shown on the new device with --code"
+    return ""
 
 
 def run_events(client: Client, arguments: Arguments) -> int:
@@ -636,7 +836,7 @@ def run_events(client: Client, arguments: Arguments) -> int:
 
 
 def fail(
-    arguments: Arguments,
+    as_json: bool,
     status: int,
     code: int,
     message: str,
@@ -644,12 +844,22 @@ def fail(
     hint: str = "",
 ) -> int:
     """Report one error: one line, or one JSON object with --json."""
-    if arguments.json:
+    if as_json:
         error = {"error": {"code": code, "message": message, "data": data}}
         print(json.dumps(error, ensure_ascii=False), file=sys.stderr)
     else:
-        print(f"meshctl: {message}" + (f" ({hint})" if hint else ""), file=sys.stderr)
+        line = f"meshctl: {message}" + (f" ({hint})" if hint else "")
+        print(render.clean(line), file=sys.stderr)
     return status
+
+
+def usage_failure(as_json: bool, error: UsageError, usage: str = "") -> int:
+    """Bad usage: the short usage and one line, or a JSON error object."""
+    if as_json:
+        return fail(as_json, EXIT_USAGE, USAGE_CODE, error.message, {"reason": "usage"})
+    sys.stderr.write(error.usage or usage)
+    print(render.clean(f"meshctl: error: {error.message}"), file=sys.stderr)
+    return EXIT_USAGE
 
 
 def _start_hint(arguments: Arguments) -> str:

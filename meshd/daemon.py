@@ -33,7 +33,7 @@ from meshd.crypto.suite import DeviceKeys, short_id
 from meshd.errors import InvalidState, Locked, MeshError, NotFound
 from meshd.events import EventBus
 from meshd.keystore import DeviceSecrets, Keystore, ensure_private_dir
-from meshd.node import MeshNode
+from meshd.node import MeshNode, mesh_methods
 from meshd.paths import Paths
 from meshd.rpc.listener import bind_socket, inherited_socket, remove_socket
 from meshd.rpc.methods import Method, MethodTable
@@ -70,6 +70,7 @@ class DeviceService:
         self.events = EventBus(config.ring_size)
         self.keys: DeviceKeys | None = None
         self.methods = MethodTable(method_table(self))
+        self.methods.register(*mesh_methods(self.require_node))
         self._started = time.monotonic()
         self._unlock_lock = trio.Lock()
         self.node: MeshNode | None = None
@@ -86,17 +87,30 @@ class DeviceService:
     def attach(self, nursery: trio.Nursery) -> None:
         """Run background work (the sync loop) in ``nursery``."""
         self._nursery = nursery
-        self._start_node()
+        if self.node is not None:
+            nursery.start_soon(self.node.run)
 
-    def _start_node(self) -> None:
-        # The mesh methods need the keys: they join once the keystore is open.
-        if self.keys is None or self._nursery is None or self.node is not None:
+    def _open_node(self) -> None:
+        """Open this device's store and mesh once the keys are known.
+
+        Raises:
+            StoreError: the local store cannot be opened.
+        """
+        if self.keys is None or self.node is not None:
             return
         self.node = MeshNode(
             self.paths.state, self.keys, self.events, self.config.sync_interval
         )
-        self.register(*self.node.methods())
-        self._nursery.start_soon(self.node.run)
+        if self._nursery is not None:
+            self._nursery.start_soon(self.node.run)
+
+    def require_node(self) -> MeshNode:
+        """Raises:
+        Locked: the keystore has not been unlocked yet.
+        """
+        if self.node is None:
+            raise Locked()
+        return self.node
 
     def require_keys(self) -> DeviceKeys:
         """The device keys, for methods that sign or decrypt.
@@ -124,6 +138,7 @@ class DeviceService:
             )
             self.keys = keys
             logger.info("Device created: %s", short_id(keys.device_id))
+            self._open_node()
             return
 
         if passphrase is None and self.keystore.is_protected():
@@ -131,6 +146,7 @@ class DeviceService:
             return
         secrets = await trio.to_thread.run_sync(self.keystore.load, passphrase)
         self.keys = secrets.current.keys()
+        self._open_node()
 
     # -- rpc ---------------------------------------------------------------------
 
@@ -174,7 +190,7 @@ class DeviceService:
                     "Keystore unlocked: device %s", short_id(self.keys.device_id)
                 )
                 self.events.publish("device.unlocked", device_id=self.keys.device_id)
-                self._start_node()
+                self._open_node()
         return {"locked": False, "device_id": self.keys.device_id}
 
     # -- mesh --------------------------------------------------------------------
@@ -306,10 +322,11 @@ class Daemon:
                 notify_service_manager("STOPPING=1")
                 await server.stop()
                 # Requests have finished: stop the sync loop and close the store.
+                # The receiver stays open until the nursery ends, so a second
+                # signal during the shutdown cannot kill the process half-way.
                 nursery.cancel_scope.cancel()
                 if self.service.node is not None:
                     self.service.node.device.close()
-                return
 
 
 class HomeLock:

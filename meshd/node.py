@@ -42,7 +42,7 @@ from meshd.invite import Invite
 from meshd.keystore import Keystore
 from meshd.replica.head import verify_head
 from meshd.replica.paths import JSONValue
-from meshd.rpc.methods import Method, optional, required
+from meshd.rpc.methods import Handler, Method, optional, required
 from meshd.sync.engine import MAX_OBJECT_SIZE, SyncEngine
 from meshd.sync.layout import HeadName, LogEntryName, SegmentName
 from meshd.sync.storage import StorageBackend
@@ -448,233 +448,250 @@ class MeshNode:
 
     def methods(self) -> list[Method]:
         """The rows this node adds to the daemon's method table."""
-        name = optional("device_name", "string", default="", description="a name")
-        kind = optional("device_kind", "string", default="other", description="phone…")
-        return [
-            # -- mesh ----------------------------------------------------------
-            Method(
-                "mesh.create",
-                self.create,
-                params=(
-                    required("label", "string"),
-                    required("storage", "string"),
-                    name,
-                    kind,
+        return mesh_methods(lambda: self)
+
+
+def mesh_methods(node: Callable[[], MeshNode]) -> list[Method]:
+    """The mesh rows of the method table, served by whatever ``node`` returns.
+
+    The daemon declares them before its keys are open, so a locked device
+    answers each mesh method with "locked" rather than "method not found".
+    """
+
+    def handler(attribute: str) -> Handler:
+        async def call(**params: Any) -> Any:
+            return await getattr(node(), attribute)(**params)
+
+        call.__name__ = attribute
+        return call
+
+    name = optional("device_name", "string", default="", description="a name")
+    kind = optional("device_kind", "string", default="other", description="phone…")
+    return [
+        # -- mesh ----------------------------------------------------------
+        Method(
+            "mesh.create",
+            handler("create"),
+            params=(
+                required("label", "string"),
+                required("storage", "string"),
+                name,
+                kind,
+            ),
+            summary="Create a mesh with this device as its first member",
+            result="{did, device_id, label}",
+        ),
+        Method(
+            "mesh.invite",
+            handler("invite"),
+            summary="An invite string",
+            result="{invite}",
+        ),
+        Method(
+            "mesh.did_document",
+            handler("did_document"),
+            summary="The W3C DID document of the active devices",
+            result="a DID document",
+        ),
+        Method(
+            "mesh.set_threshold",
+            handler("set_threshold"),
+            params=(required("threshold", "integer"),),
+            summary="Propose a new threshold, approved by this device",
+            result="{proposal_id, id, approvals, required, state}",
+        ),
+        # -- device --------------------------------------------------------
+        Method(
+            "device.list",
+            handler("devices"),
+            summary="The devices of the mesh",
+            result="[{id, name, kind, state, enrolled_at}]",
+        ),
+        Method(
+            "device.revoke",
+            handler("revoke"),
+            params=(
+                required("device_id", "string"),
+                optional("reason", "string", default=""),
+            ),
+            summary="Propose revoking a device, approved by this device",
+            result="{proposal_id, id, approvals, required, state}",
+        ),
+        # -- enrollment and recovery ---------------------------------------
+        Method(
+            "enrollment.request",
+            handler("request_enrollment"),
+            params=(required("invite", "string"), name, kind),
+            summary="On a new device: ask the mesh to enroll it",
+            result="{request_id, code, required_approvals}",
+        ),
+        Method(
+            "enrollment.status",
+            handler("request_status"),
+            summary="This device's own join or recovery request",
+            result="{request_id, code, approvals, required, state, device_state}",
+        ),
+        Method(
+            "recovery.request",
+            handler("request_recovery"),
+            params=(
+                required("invite", "string"),
+                required("replace", "array"),
+                name,
+                kind,
+            ),
+            summary="On a new device: recover the identity, revoking lost devices",
+            result="{request_id, code, required_approvals}",
+        ),
+        # -- proposals -----------------------------------------------------
+        Method(
+            "proposal.list",
+            handler("pending"),
+            summary="Proposals waiting for approvals",
+            result="[{id, kind, summary, approvals, required, expires_at}]",
+        ),
+        Method(
+            "proposal.approve",
+            handler("approve"),
+            params=(required("id", "string"), optional("code", "string", "null")),
+            summary="Approve a proposal (enroll and recover need the code)",
+            result="{id, approvals, required, state}",
+        ),
+        Method(
+            "proposal.reject",
+            handler("reject"),
+            params=(required("id", "string"),),
+            summary="Reject a proposal",
+            result="{id, state}",
+        ),
+        # -- passport ------------------------------------------------------
+        Method(
+            "passport.get",
+            handler("passport_get"),
+            params=(optional("path", "string", "null"),),
+            summary="The whole passport or one path",
+            result="the JSON value",
+        ),
+        Method(
+            "passport.set",
+            handler("passport_set"),
+            params=(
+                required("path", "string"),
+                required(
+                    "value",
+                    "string",
+                    "number",
+                    "boolean",
+                    "object",
+                    "array",
+                    "null",
                 ),
-                summary="Create a mesh with this device as its first member",
-                result="{did, device_id, label}",
             ),
-            Method(
-                "mesh.invite",
-                self.invite,
-                summary="An invite string",
-                result="{invite}",
-            ),
-            Method(
-                "mesh.did_document",
-                self.did_document,
-                summary="The W3C DID document of the active devices",
-                result="a DID document",
-            ),
-            Method(
-                "mesh.set_threshold",
-                self.set_threshold,
-                params=(required("threshold", "integer"),),
-                summary="Propose a new threshold, approved by this device",
-                result="{proposal_id, id, approvals, required, state}",
-            ),
-            # -- device --------------------------------------------------------
-            Method(
-                "device.list",
-                self.devices,
-                summary="The devices of the mesh",
-                result="[{id, name, kind, state, enrolled_at}]",
-            ),
-            Method(
-                "device.revoke",
-                self.revoke,
-                params=(
-                    required("device_id", "string"),
-                    optional("reason", "string", default=""),
+            summary="Set a path of the passport",
+            result="{path, op_id}",
+        ),
+        Method(
+            "passport.delete",
+            handler("passport_delete"),
+            params=(required("path", "string"),),
+            summary="Delete a path of the passport",
+            result="{path, op_id}",
+        ),
+        Method(
+            "passport.add_capability",
+            handler("add_capability"),
+            params=(
+                required("name", "string"),
+                optional(
+                    "data", "object", "array", "string", "number", "boolean", "null"
                 ),
-                summary="Propose revoking a device, approved by this device",
-                result="{proposal_id, id, approvals, required, state}",
             ),
-            # -- enrollment and recovery ---------------------------------------
-            Method(
-                "enrollment.request",
-                self.request_enrollment,
-                params=(required("invite", "string"), name, kind),
-                summary="On a new device: ask the mesh to enroll it",
-                result="{request_id, code, required_approvals}",
-            ),
-            Method(
-                "enrollment.status",
-                self.request_status,
-                summary="This device's own join or recovery request",
-                result="{request_id, code, approvals, required, state, device_state}",
-            ),
-            Method(
-                "recovery.request",
-                self.request_recovery,
-                params=(
-                    required("invite", "string"),
-                    required("replace", "array"),
-                    name,
-                    kind,
+            summary="Add a capability (capabilities/<id>)",
+            result="{capability_id, op_id}",
+        ),
+        Method(
+            "conflict.list",
+            handler("conflicts"),
+            summary="Unresolved conflicts (manual mode)",
+            result="[{id, path, candidates}]",
+        ),
+        Method(
+            "conflict.resolve",
+            handler("resolve"),
+            params=(required("id", "string"), required("pick", "string")),
+            summary="Settle a conflict by picking one op",
+            result="{id, op_id}",
+        ),
+        # -- sync ----------------------------------------------------------
+        Method(
+            "sync.now",
+            handler("sync_now"),
+            params=(optional("wait", "boolean", default=False),),
+            summary="Push and pull now",
+            result="{pushed, pulled, held, rejected, storage}",
+        ),
+        # -- key rotation, proofs and delegations --------------------------
+        Method(
+            "device.rotate_key",
+            handler("rotate_key"),
+            params=(
+                optional(
+                    "passphrase",
+                    "string",
+                    "null",
+                    description="needed when the keystore is protected",
                 ),
-                summary="On a new device: recover the identity, revoking lost devices",
-                result="{request_id, code, required_approvals}",
             ),
-            # -- proposals -----------------------------------------------------
-            Method(
-                "proposal.list",
-                self.pending,
-                summary="Proposals waiting for approvals",
-                result="[{id, kind, summary, approvals, required, expires_at}]",
+            summary="Rotate this device's keys (it keeps its device id)",
+            result="{device_id, rotated_at}",
+        ),
+        Method(
+            "auth.prove",
+            handler("prove"),
+            params=(
+                required("challenge", "string"),
+                optional("audience", "string", "null"),
+                optional("threshold", "boolean", default=False),
             ),
-            Method(
-                "proposal.approve",
-                self.approve,
-                params=(required("id", "string"), optional("code", "string", "null")),
-                summary="Approve a proposal (enroll and recover need the code)",
-                result="{id, approvals, required, state}",
+            summary="A proof of this device, or start one of threshold devices",
+            result="the proof, or {proposal_id, approvals, required, state}",
+        ),
+        Method(
+            "auth.proof",
+            handler("auth_proof"),
+            params=(required("id", "string"),),
+            summary="A threshold proof: its approvals, and the proof once complete",
+            result="{proposal_id, approvals, required, state, proof?}",
+        ),
+        Method(
+            "auth.verify",
+            handler("verify"),
+            params=(
+                required("proof", "object"),
+                optional("challenge", "string", "null"),
+                optional("audience", "string", "null"),
             ),
-            Method(
-                "proposal.reject",
-                self.reject,
-                params=(required("id", "string"),),
-                summary="Reject a proposal",
-                result="{id, state}",
+            summary="Check a proof against this device's mesh log",
+            result="{valid, signers, reason}",
+        ),
+        Method(
+            "delegation.issue",
+            handler("delegate"),
+            params=(
+                required("to", "string"),
+                required("capability", "string"),
+                optional("expires", "string", "null"),
             ),
-            # -- passport ------------------------------------------------------
-            Method(
-                "passport.get",
-                self.passport_get,
-                params=(optional("path", "string", "null"),),
-                summary="The whole passport or one path",
-                result="the JSON value",
-            ),
-            Method(
-                "passport.set",
-                self.passport_set,
-                params=(
-                    required("path", "string"),
-                    required(
-                        "value",
-                        "string",
-                        "number",
-                        "boolean",
-                        "object",
-                        "array",
-                        "null",
-                    ),
-                ),
-                summary="Set a path of the passport",
-                result="{path, op_id}",
-            ),
-            Method(
-                "passport.delete",
-                self.passport_delete,
-                params=(required("path", "string"),),
-                summary="Delete a path of the passport",
-                result="{path, op_id}",
-            ),
-            Method(
-                "passport.add_capability",
-                self.add_capability,
-                params=(
-                    required("name", "string"),
-                    optional(
-                        "data", "object", "array", "string", "number", "boolean", "null"
-                    ),
-                ),
-                summary="Add a capability (capabilities/<id>)",
-                result="{capability_id, op_id}",
-            ),
-            Method(
-                "conflict.list",
-                self.conflicts,
-                summary="Unresolved conflicts (manual mode)",
-                result="[{id, path, candidates}]",
-            ),
-            Method(
-                "conflict.resolve",
-                self.resolve,
-                params=(required("id", "string"), required("pick", "string")),
-                summary="Settle a conflict by picking one op",
-                result="{id, op_id}",
-            ),
-            # -- sync ----------------------------------------------------------
-            Method(
-                "sync.now",
-                self.sync_now,
-                params=(optional("wait", "boolean", default=False),),
-                summary="Push and pull now",
-                result="{pushed, pulled, held, rejected, storage}",
-            ),
-            # -- key rotation, proofs and delegations --------------------------
-            Method(
-                "device.rotate_key",
-                self.rotate_key,
-                params=(
-                    optional(
-                        "passphrase",
-                        "string",
-                        "null",
-                        description="needed when the keystore is protected",
-                    ),
-                ),
-                summary="Rotate this device's keys (it keeps its device id)",
-                result="{device_id, rotated_at}",
-            ),
-            Method(
-                "auth.prove",
-                self.prove,
-                params=(
-                    required("challenge", "string"),
-                    optional("audience", "string", "null"),
-                    optional("threshold", "boolean", default=False),
-                ),
-                summary="A proof of this device, or start one of threshold devices",
-                result="the proof, or {proposal_id, approvals, required, state}",
-            ),
-            Method(
-                "auth.proof",
-                self.auth_proof,
-                params=(required("id", "string"),),
-                summary="A threshold proof: its approvals, and the proof once complete",
-                result="{proposal_id, approvals, required, state, proof?}",
-            ),
-            Method(
-                "auth.verify",
-                self.verify,
-                params=(
-                    required("proof", "object"),
-                    optional("challenge", "string", "null"),
-                    optional("audience", "string", "null"),
-                ),
-                summary="Check a proof against this device's mesh log",
-                result="{valid, signers, reason}",
-            ),
-            Method(
-                "delegation.issue",
-                self.delegate,
-                params=(
-                    required("to", "string"),
-                    required("capability", "string"),
-                    optional("expires", "string", "null"),
-                ),
-                summary="Delegate capabilities to an agent key",
-                result="the delegation",
-            ),
-            Method(
-                "delegation.list",
-                self.delegations,
-                summary="The delegations of the passport, each valid or not",
-                result="[{id, agent_key, capabilities, expires_at, issuer, valid}]",
-            ),
-        ]
+            summary="Delegate capabilities to an agent key",
+            result="the delegation",
+        ),
+        Method(
+            "delegation.list",
+            handler("delegations"),
+            summary="The delegations of the passport, each valid or not",
+            result="[{id, agent_key, capabilities, expires_at, issuer, valid}]",
+        ),
+    ]
 
 
 def _check_kind(kind: str) -> None:

@@ -70,9 +70,10 @@ def encode_value(value: JSONValue) -> str:
             ensure_ascii=False,
             allow_nan=False,
         )
-    except (TypeError, ValueError) as exc:
+        size = len(text.encode())
+    except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidInput("The value is not a JSON value", field="value") from exc
-    if len(text.encode()) > MAX_VALUE_SIZE:
+    if size > MAX_VALUE_SIZE:
         raise InvalidInput("The value is larger than 64 KiB", field="value")
     return text
 

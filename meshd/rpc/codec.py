@@ -149,10 +149,31 @@ def _loads(line: bytes) -> Any:
     """
     try:
         text = line.decode("utf-8")
-        return json.loads(text, parse_constant=_refuse_constant)
+        document = json.loads(text, parse_constant=_refuse_constant)
     except RecursionError as exc:
         # Deep nesting ("[[[[...") exhausts the parser's stack: a parse error.
         raise ValueError("nesting too deep") from exc
+    _refuse_lone_surrogates(document)
+    return document
+
+
+def _refuse_lone_surrogates(document: Any) -> None:
+    """JSON escapes can spell half of a UTF-16 pair ("\\ud800"), which is no
+    Unicode text: nothing downstream could store or sign it.
+
+    Raises:
+        ValueError: a string or key holds a lone surrogate.
+    """
+    pending = [document]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            item.encode("utf-8")  # UnicodeEncodeError is a ValueError
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, dict):
+            pending.extend(item)
+            pending.extend(item.values())
 
 
 def _refuse_constant(name: str) -> Any:

@@ -213,11 +213,12 @@ class RpcServer:
     async def stop(self) -> None:
         """Stop accepting, let requests in progress finish, close the rest."""
         self._stopping = True
-        self._accept_scope.cancel()
 
         # Lines already sent before the stop are read and answered: give the
-        # readers a moment to pick them up before waiting for them.
+        # accept loop a moment to take connections still in the listen
+        # backlog, and their readers to pick the lines up.
         await trio.sleep(_SETTLE_TIME)
+        self._accept_scope.cancel()
         with trio.move_on_after(self.limits.stop_grace):
             while self._in_flight:
                 await trio.sleep(0.01)
@@ -281,6 +282,7 @@ class RpcServer:
     ) -> None:
         buffer = codec.LineBuffer(self.limits.line_limit)
         deadline = trio.current_time() + self.limits.line_timeout
+        served = False
         while True:
             try:
                 line = buffer.next_line()
@@ -293,11 +295,12 @@ class RpcServer:
                 await self._handle_line(line, session, nursery)
                 continue
 
-            if self._stopping:
+            if self._stopping and served:
                 return
             if not buffer.has_partial_line:
                 deadline = trio.current_time() + self.limits.line_timeout
             data = await self._receive(stream, buffer.has_partial_line, deadline)
+            served = True
             if data is None:
                 await self._send_fatal(
                     session, "Invalid Request: line not finished in time"

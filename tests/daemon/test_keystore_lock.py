@@ -36,6 +36,18 @@ def test_protected_keystore_starts_locked_and_refuses_key_methods(
     assert "meshctl unlock" in status["warnings"][0]
 
 
+def test_a_locked_daemon_answers_mesh_commands_with_locked(
+    meshd_factory: MeshdFactory,
+) -> None:
+    home, _ = locked_daemon(meshd_factory)
+    daemon = meshd_factory.start(home)
+
+    status, _, error = daemon.meshctl("--json", "devices")
+
+    assert status == 1
+    assert json.loads(error)["error"]["data"]["reason"] == "locked"
+
+
 def test_unlock_opens_the_keystore_and_publishes_an_event(
     meshd_factory: MeshdFactory,
 ) -> None:

@@ -116,3 +116,19 @@ def test_bad_config_file_stops_the_start_with_one_line(
     assert daemon.process.wait(30) == 1
     assert "max_connections" in daemon.log_text()
     assert "Traceback" not in daemon.log_text()
+
+
+def test_a_corrupt_store_stops_the_start_with_one_line(
+    meshd_factory: MeshdFactory,
+) -> None:
+    first = meshd_factory.start()
+    assert first.stop() == 0
+    store = first.home / "store.sqlite3"
+    store.write_bytes(b"this is not a database" * 100)
+
+    daemon = meshd_factory.start(first.home, wait=False)
+
+    assert daemon.process.wait(30) == 1
+    assert "store" in daemon.log_text()
+    assert "Traceback" not in daemon.log_text()
+    assert store.read_bytes() == b"this is not a database" * 100

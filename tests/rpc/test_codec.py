@@ -36,7 +36,16 @@ def test_line_buffer_accepts_a_line_exactly_at_the_limit() -> None:
 
 @pytest.mark.parametrize(
     "line",
-    [b"\xff\xfe{}", b"NaN", b'{"id": Infinity}', b"[" * 100_000, b"1" * 5000, b"{"],
+    [
+        b"\xff\xfe{}",
+        b"NaN",
+        b'{"id": Infinity}',
+        b"[" * 100_000,
+        b"1" * 5000,
+        b"{",
+        b'{"jsonrpc": "2.0", "method": "x", "params": ["\\ud800"], "id": 1}',
+        b'{"\\udfff": 1}',
+    ],
 )
 def test_malformed_lines_are_parse_errors(line: bytes) -> None:
     message = codec.parse_line(line)

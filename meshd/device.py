@@ -29,6 +29,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -101,6 +102,11 @@ NO_MESH = "no_mesh"
 JOINING = "joining"
 MEMBER = "member"
 REVOKED = "revoked"
+
+# Op refusals that follow from the mesh log (a revoked device writing on),
+# not from tampering: counted, but not shown as storage problems.
+_RULE_REFUSALS = frozenset({"past_cutoff", "inactive_author"})
+CODE_PATTERN = re.compile(r"[0-9]{6}")
 
 _SETTING_STORAGE = "storage"
 _SETTING_ACCEPTED_HEAD = "accepted_head"
@@ -421,8 +427,18 @@ class Device:
         return matches[0]
 
     def approve(self, text: str, code: str | None) -> dict[str, Any]:
+        """Raises:
+        InvalidInput: an enrollment or recovery without a 6-digit code (a
+            missing or malformed code never costs one of the attempts).
+        """
         log, _ = self.require_member()
         identifier = self._resolve_id(text)
+        pending = self.book.get(identifier)
+        if pending.code_required and not CODE_PATTERN.fullmatch(code or ""):
+            raise InvalidInput(
+                "Type the 6-digit code shown on the new device (--code)",
+                field="code",
+            )
         signed = self.book.approve(
             identifier, log.state, self.keys, self._now_ms(), code
         )
@@ -758,7 +774,8 @@ class Device:
         decisions = self.replica.ingest_many(segment.ops, self.clock())
         rejected = [d for d in decisions if d.verdict is OpVerdict.REJECTED]
         if rejected:
-            return Verdict(Outcome.REJECTED, rejected[0].reason)
+            reason = rejected[0].reason
+            return Verdict(Outcome.REJECTED, reason, reason not in _RULE_REFUSALS)
         if any(d.verdict is OpVerdict.HELD for d in decisions):
             return Verdict(Outcome.HELD, "ops_held")
         return Verdict(Outcome.ACCEPTED)

@@ -45,7 +45,7 @@ from meshd.replica.paths import JSONValue
 from meshd.rpc.methods import Handler, Method, optional, required
 from meshd.sync.engine import MAX_OBJECT_SIZE, SyncEngine
 from meshd.sync.layout import HeadName, LogEntryName, SegmentName
-from meshd.sync.storage import StorageBackend
+from meshd.sync.storage import RetryPolicy, StorageBackend
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +53,8 @@ DEFAULT_POLL_SECONDS = 3.0
 # Backoff after storage errors: doubling from one poll interval up to a
 # minute, so an outage costs few requests and recovery is noticed quickly.
 MAX_BACKOFF_SECONDS = 60.0
+MAX_LABEL_LENGTH = 100
+MAX_REASON_LENGTH = 500
 DEVICE_KINDS = ("phone", "laptop", "tablet", "watch", "desktop", "server", "other")
 
 
@@ -151,7 +153,9 @@ class MeshNode:
         self, label: str, storage: str, device_name: str, device_kind: str
     ) -> dict[str, Any]:
         _check_kind(device_kind)
-        StorageBackend(storage)  # refuse a URL no installed fsspec driver serves
+        check_text(label, "label", MAX_LABEL_LENGTH, required=True)
+        check_text(device_name, "device_name", MAX_LABEL_LENGTH)
+        storage = await check_storage(storage)
         state = self.device.create_mesh(label, storage, device_name, device_kind)
         self._connect()
         await self._push_now()
@@ -219,12 +223,14 @@ class MeshNode:
         self, invite: str, device_name: str, device_kind: str
     ) -> dict[str, Any]:
         _check_kind(device_kind)
+        check_text(device_name, "device_name", MAX_LABEL_LENGTH)
         return await self._request(invite, device_name, device_kind, [])
 
     async def request_recovery(
         self, invite: str, replace: list[Any], device_name: str, device_kind: str
     ) -> dict[str, Any]:
         _check_kind(device_kind)
+        check_text(device_name, "device_name", MAX_LABEL_LENGTH)
         if not replace or not all(isinstance(item, str) for item in replace):
             raise InvalidInput("Name the lost devices to replace", field="replace")
         return await self._request(invite, device_name, device_kind, replace)
@@ -291,6 +297,7 @@ class MeshNode:
         return result
 
     async def revoke(self, device_id: str, reason: str) -> dict[str, Any]:
+        check_text(reason, "reason", MAX_REASON_LENGTH)
         result = self.device.propose_revoke(device_id, reason)
         await self._push_now()
         return result
@@ -694,10 +701,60 @@ def mesh_methods(node: Callable[[], MeshNode]) -> list[Method]:
     ]
 
 
+def check_text(value: str, field: str, limit: int, required: bool = False) -> None:
+    """Names and labels are shown on other devices' screens: one line of
+    printable text of bounded length.
+
+    Raises:
+        InvalidInput: empty when required, too long, or with control characters.
+    """
+    if required and not value.strip():
+        raise InvalidInput(f"The {field} must not be empty", field=field)
+    if len(value) > limit:
+        raise InvalidInput(
+            f"The {field} is longer than {limit} characters", field=field
+        )
+    if any(not character.isprintable() for character in value):
+        raise InvalidInput(
+            f"The {field} must be one line of printable text", field=field
+        )
+
+
+async def check_storage(url: str) -> str:
+    """The storage URL a new mesh will use, checked before anything is written.
+
+    A plain path must be an absolute path to an existing folder (the daemon's
+    working folder means nothing to the person typing it); any URL must be
+    served by an installed fsspec driver and answer a listing.
+
+    Raises:
+        InvalidInput: the URL or path cannot be used.
+        StorageUnavailable: the storage does not answer.
+    """
+    url = url.strip()
+    if not url:
+        raise InvalidInput("Name the storage: a folder or a URL", field="storage")
+    if "://" not in url or url.startswith("file://"):
+        folder = Path(url.removeprefix("file://"))
+        if not folder.is_absolute():
+            raise InvalidInput(
+                f"The storage folder {url!r} must be an absolute path",
+                field="storage",
+            )
+        if not folder.is_dir():
+            raise InvalidInput(
+                f"The storage folder {folder} does not exist: create it first",
+                field="storage",
+            )
+    backend = StorageBackend(url, retry=RetryPolicy(attempts=2, base_delay=0.2))
+    await backend.list()
+    return url
+
+
 def _check_kind(kind: str) -> None:
     if kind not in DEVICE_KINDS:
         raise InvalidInput(
-            f"Unknown device kind {kind!r}: use one of {', '.join(DEVICE_KINDS)}",
+            f"Unknown device kind {kind[:20]!r}: use one of {', '.join(DEVICE_KINDS)}",
             field="device_kind",
         )
 

@@ -74,10 +74,16 @@ class Outcome(enum.Enum):
 
 @dataclass(frozen=True)
 class Verdict:
-    """What the local side decided about one pulled object."""
+    """What the local side decided about one pulled object.
+
+    ``evidence`` is false for a rejection that says nothing bad about the
+    storage: a revoked device's late ops are refused by the rules, not
+    because anyone tampered with them, so status does not list them.
+    """
 
     outcome: Outcome
     reason: str = ""
+    evidence: bool = True
 
 
 @dataclass(frozen=True)
@@ -241,8 +247,11 @@ class SyncEngine:
             return
         if not name.mutable:
             self._rejected.add(name.path)
-        self._record(Problem(name.path, verdict.reason, "rejected"), report)
         report.rejected += 1
+        if not verdict.evidence:
+            logger.info("Sync: refused %s (%s)", name.path, verdict.reason)
+            return
+        self._record(Problem(name.path, verdict.reason, "rejected"), report)
 
     def _record(self, problem: Problem, report: RoundReport) -> None:
         self.problems.append(problem)

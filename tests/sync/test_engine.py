@@ -166,3 +166,22 @@ async def test_an_immutable_object_that_vanishes_is_reported_once() -> None:
         (entry.path, "object_missing")
     ]
     assert second.problems == []
+
+
+async def test_a_refusal_by_the_rules_is_counted_but_is_no_storage_problem() -> None:
+    class RulesParty(RecordingParty):
+        def receive(self, name: ObjectName, data: bytes) -> Verdict:
+            self.received.append(name.path)
+            return Verdict(Outcome.REJECTED, "past_cutoff", evidence=False)
+
+    store = MemoryStore()
+    late = segment_name(DEVICE, 5, 5, b"late op")
+    store.objects[late.path] = b"late op"
+    engine = SyncEngine(RulesParty(), store)
+
+    report = await engine.run_round()
+    await engine.run_round()
+
+    assert report.rejected == 1
+    assert list(engine.problems) == []
+    assert store.gets == [late.path]

@@ -1,0 +1,79 @@
+"""What a device's API refuses before anything is stored or written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from meshd.crypto.suite import DeviceKeys
+from meshd.errors import InvalidInput, NoMesh
+from meshd.events import EventBus
+from meshd.keystore import ensure_private_dir
+from meshd.node import MeshNode
+
+
+def new_node(home: Path) -> MeshNode:
+    ensure_private_dir(home)
+    return MeshNode(home, DeviceKeys.generate(), EventBus(), poll_seconds=30)
+
+
+@pytest.mark.parametrize(
+    "storage",
+    ["", "   ", "relative/folder", "file://relative", "/no/such/folder/anywhere"],
+)
+async def test_init_refuses_storage_it_cannot_use_and_creates_no_mesh(
+    tmp_path: Path, storage: str
+) -> None:
+    node = new_node(tmp_path / "phone")
+
+    with pytest.raises(InvalidInput) as refused:
+        await node.create("alice", storage, "phone", "phone")
+
+    assert refused.value.details["field"] == "storage"
+    with pytest.raises(NoMesh):
+        await node.status()
+    assert not Path("/no/such/folder/anywhere").exists()
+
+
+@pytest.mark.parametrize(
+    ("label", "name"),
+    [("", "phone"), ("alice\x1b[31m", "phone"), ("alice", "a\nFAKE"), ("a" * 101, "")],
+)
+async def test_init_refuses_labels_and_names_that_are_not_one_printable_line(
+    tmp_path: Path, label: str, name: str
+) -> None:
+    node = new_node(tmp_path / "phone")
+    storage = tmp_path / "storage"
+    storage.mkdir()
+
+    with pytest.raises(InvalidInput):
+        await node.create(label, str(storage), name, "phone")
+
+
+async def test_init_on_an_existing_folder_creates_the_mesh(tmp_path: Path) -> None:
+    node = new_node(tmp_path / "phone")
+    storage = tmp_path / "storage"
+    storage.mkdir()
+
+    created = await node.create("alice", f"file://{storage}", "phone", "phone")
+
+    assert created["did"].startswith("did:human:")
+    assert any(storage.iterdir())
+
+
+async def test_a_missing_or_malformed_code_costs_no_attempt(tmp_path: Path) -> None:
+    storage = tmp_path / "storage"
+    storage.mkdir()
+    phone, laptop = new_node(tmp_path / "phone"), new_node(tmp_path / "laptop")
+    await phone.create("alice", str(storage), "phone", "phone")
+    invite = (await phone.invite())["invite"]
+    request = await laptop.request_enrollment(invite, "laptop", "laptop")
+    await phone.sync_now()
+
+    for code in (None, "", "12345", "abcdef", "1234567"):
+        with pytest.raises(InvalidInput):
+            await phone.approve(request["request_id"], code)
+    approved = await phone.approve(request["request_id"], request["code"])
+
+    assert approved["state"] == "applied"

@@ -775,6 +775,7 @@ def run(client: Client, arguments: Arguments) -> int:
         for key, value in command.params(arguments).items()
         if value is not None
     }
+    require_utf8(params)
     result = client.call(command.method, **params)
 
     # The follow-up (waiting, judging a proof) may replace what is shown.
@@ -796,6 +797,20 @@ def run(client: Client, arguments: Arguments) -> int:
         result = result if replaced is None else replaced
     show(command, arguments, result)
     return status
+
+
+def require_utf8(params: dict[str, Any]) -> None:
+    """Refuse arguments holding bytes that are not UTF-8 text.
+
+    Raises:
+        UsageError: an argument (or the passphrase) cannot be sent as JSON text.
+    """
+    # Undecodable bytes from the terminal or a file arrive as lone
+    # surrogates, which the daemon would refuse as a parse error.
+    try:
+        json.dumps(params, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError("an argument or the passphrase is not UTF-8 text") from None
 
 
 def show(command: Command, arguments: Arguments, result: Any) -> None:

@@ -304,6 +304,14 @@ async def test_a_truncated_segment_is_refused(mesh: Mesh) -> None:
 async def test_flipped_bits_in_an_op_and_in_an_approval_are_refused(
     mesh: Mesh,
 ) -> None:
+    # An approval carrying a share, with one bit flipped.
+    proposal = await mesh.laptop.node.set_threshold(3)
+    folder = mesh.folder / "proposals" / proposal["id"] / "approvals"
+    (approval,) = folder.iterdir()
+    data = approval.read_bytes()
+    approval.write_bytes(flip(data, len(data) - 100))
+
+    # Planted last: the laptop's next push would restore the honest segment.
     fresh = await _laptop_writes_one_segment(mesh)
     segment = Segment.decode(fresh.read_bytes())
     op = segment.ops[0]
@@ -311,13 +319,6 @@ async def test_flipped_bits_in_an_op_and_in_an_approval_are_refused(
     damaged = Segment((flip(op, len(op) - 80),)).encode()
     fresh.unlink()
     planted = mesh.plant(f"devices/{mesh.laptop.device_id}", fresh.name, damaged)
-
-    # An approval carrying a share, with one bit flipped.
-    proposal = await mesh.laptop.node.set_threshold(3)
-    folder = mesh.folder / "proposals" / proposal["id"] / "approvals"
-    (approval,) = folder.iterdir()
-    data = approval.read_bytes()
-    approval.write_bytes(flip(data, len(data) - 100))
 
     await mesh.phone.sync()
 

@@ -313,13 +313,20 @@ class Device:
         self.log = log
 
     def _may_ask_again(self, invite: Invite) -> bool:
-        """A device still joining may ask the same mesh again: its request
-        expired, was locked by wrong codes, or a change of the mesh closed it."""
+        """A device still joining may ask the same mesh again: its request may
+        have expired, been locked by wrong codes on an approver (which this
+        device cannot see) or been closed by a change of the mesh. The new
+        request replaces the old one here; the old one expires elsewhere."""
         assert self.log is not None
         if self.state_name != JOINING or self.log.state.did != invite.did:
             return False
-        request = self.my_request()
-        return request is None or request["state"] != PENDING
+        identifier = self.store.setting(_SETTING_REQUEST)
+        if identifier is not None:
+            try:
+                self.book.cancel(bytes.fromhex(identifier), self.device_id)
+            except MeshError as exc:
+                logger.debug("Earlier request not cancelled: %s", exc)
+        return True
 
     def lost_devices(self, replace: Iterable[str]) -> list[str]:
         """Check the devices a recovery replaces, before anything is stored.

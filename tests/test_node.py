@@ -7,7 +7,12 @@ from pathlib import Path
 import pytest
 
 from meshd.crypto.suite import DeviceKeys
-from meshd.errors import InvalidInput, NoMesh
+from meshd.errors import (
+    InvalidInput,
+    NoMesh,
+    TooManyAttempts,
+    WrongCode,
+)
 from meshd.events import EventBus
 from meshd.keystore import ensure_private_dir
 from meshd.node import MeshNode
@@ -77,3 +82,26 @@ async def test_a_missing_or_malformed_code_costs_no_attempt(tmp_path: Path) -> N
     approved = await phone.approve(request["request_id"], request["code"])
 
     assert approved["state"] == "applied"
+
+
+async def test_a_device_whose_request_was_locked_asks_again(tmp_path: Path) -> None:
+    storage = tmp_path / "storage"
+    storage.mkdir()
+    phone, laptop = new_node(tmp_path / "phone"), new_node(tmp_path / "laptop")
+    await phone.create("alice", str(storage), "phone", "phone")
+    invite = (await phone.invite())["invite"]
+    first = await laptop.request_enrollment(invite, "laptop", "laptop")
+    await phone.sync_now()
+    wrong = "000000" if first["code"] != "000000" else "111111"
+    for _ in range(3):
+        with pytest.raises((WrongCode, TooManyAttempts)):
+            await phone.approve(first["request_id"], wrong)
+
+    again = await laptop.request_enrollment(invite, "laptop", "laptop")
+    await phone.sync_now()
+    approved = await phone.approve(again["request_id"], again["code"])
+    await laptop.sync_now()
+
+    assert again["request_id"] != first["request_id"]
+    assert approved["state"] == "applied"
+    assert (await laptop.status())["state"] == "member"

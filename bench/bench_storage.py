@@ -28,6 +28,7 @@ _PROJECT = str(Path(__file__).resolve().parents[1])
 if _PROJECT not in sys.path:
     sys.path.insert(0, _PROJECT)
 
+from bench.bench_support import figure  # noqa: E402
 from meshd.crypto.suite import DeviceKeys  # noqa: E402
 from meshd.sync import layout  # noqa: E402
 from meshd.sync.layout import HeadName  # noqa: E402
@@ -48,14 +49,8 @@ READ_GOAL = 1
 def _figure(
     name: str, value: int, goal: int, baseline: int | None = None
 ) -> dict[str, Any]:
-    return {
-        "name": name,
-        "value": value,
-        "baseline": baseline,
-        "ratio": value / baseline if baseline else None,
-        "goal": f"<= {goal}",
-        "met": value <= goal,
-    }
+    ratio = value / baseline if baseline else None
+    return figure(name, value, baseline, ratio, f"<= {goal}", value <= goal, "requests")
 
 
 async def _fill_mesh(backend: StorageBackend) -> list[str]:

@@ -590,6 +590,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
     base = Path(tempfile.mkdtemp(prefix="meshd-demo-"))
+    if arguments.storage is None:
+        # Storage is a folder the person already has (a synced folder, say).
+        (base / "storage").mkdir()
     storage = arguments.storage or (base / "storage").as_uri()
     demo = Demo(base, storage)
     started = time.monotonic()

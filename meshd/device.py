@@ -454,8 +454,18 @@ class Device:
         return self._proposal_result(identifier)
 
     def reject(self, text: str) -> dict[str, Any]:
+        """Raises:
+        InvalidState: this device already answered; an answer is published
+            once, under this device's name, and never replaced.
+        """
         log, _ = self.require_member()
         identifier = self._resolve_id(text)
+        pending = self.book.get(identifier)
+        if self.device_id in pending.approvals or self.device_id in pending.rejections:
+            raise InvalidState(
+                "This device already answered this proposal; its answer stands",
+                proposal=identifier.hex(),
+            )
         signed = self.book.reject(identifier, log.state, self.keys, self._now_ms())
         self._store_approval(identifier, signed)
         return {"id": identifier.hex(), "state": self.book.get(identifier).status}

@@ -9,6 +9,7 @@ import pytest
 from meshd.crypto.suite import DeviceKeys
 from meshd.errors import (
     InvalidInput,
+    InvalidState,
     NoMesh,
     TooManyAttempts,
     WrongCode,
@@ -105,3 +106,21 @@ async def test_a_device_whose_request_was_locked_asks_again(tmp_path: Path) -> N
     assert again["request_id"] != first["request_id"]
     assert approved["state"] == "applied"
     assert (await laptop.status())["state"] == "member"
+
+
+async def test_a_device_cannot_take_back_its_approval_by_rejecting(
+    tmp_path: Path,
+) -> None:
+    storage = tmp_path / "storage"
+    storage.mkdir()
+    phone, laptop = new_node(tmp_path / "phone"), new_node(tmp_path / "laptop")
+    await phone.create("alice", str(storage), "phone", "phone")
+    invite = (await phone.invite())["invite"]
+    request = await laptop.request_enrollment(invite, "laptop", "laptop")
+    await phone.sync_now()
+    await phone.approve(request["request_id"], request["code"])
+    await laptop.sync_now()
+    proposal = await laptop.set_threshold(1)
+
+    with pytest.raises(InvalidState):
+        await laptop.reject(proposal["id"])

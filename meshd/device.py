@@ -66,9 +66,10 @@ from meshd.mesh.proposals import (
     make_join_request,
     propose,
     read_note,
+    require_active,
     short_code,
 )
-from meshd.mesh.records import AUTH, REVOKE, THRESHOLD, Revocation
+from meshd.mesh.records import AUTH, REVOKE, THRESHOLD, Proposal, Revocation
 from meshd.mesh.state import MeshState, entry_hash, read_entry
 from meshd.mesh.vaults import proposal_id, recover_vault_seed
 from meshd.replica.head import HeadBody, verify_head
@@ -260,8 +261,6 @@ class Device:
             raise NoMesh(
                 "This device is not enrolled yet: approve its request on another device"
             )
-        from meshd.mesh.proposals import require_active
-
         require_active(log.state, self.device_id)
         return log, self.replica
 
@@ -402,7 +401,7 @@ class Device:
             found.append(summary)
         return found
 
-    def _describe(self, proposal: Any) -> str:
+    def _describe(self, proposal: Proposal) -> str:
         log = self.require_log()
         if proposal.new_device is not None:
             new = short_id(proposal.new_device.device_id)

@@ -11,21 +11,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from meshd.crypto.suite import DeviceKeys
 from meshd.verify import verify_proof
 from tests.daemons import clean_environment
 from tests.e2e.conftest import E2E_CONFIG, Device, Devices
 from tests.e2e.test_stories import three_device_mesh
-
-
-@pytest.fixture
-def storage_url(tmp_path: Path) -> str:
-    """A shared folder (the S3 variants are told in test_stories)."""
-    folder = tmp_path / "storage"
-    folder.mkdir()
-    return str(folder)
 
 
 def key_of(device: Device, document: dict[str, Any]) -> str:

@@ -144,10 +144,15 @@ def threshold_proof_collects_two_approvals_and_verifies_anywhere(
 
 
 def wait_for_auth_request(device: Device) -> dict[str, Any]:
-    """Sync until the device sees a pending auth request (or give up)."""
+    """Sync until the device sees a pending auth request with the asking
+    device's own approval (a listing may fall between the two writes)."""
     for _ in range(40):
         device.sync()
-        asked = [item for item in device.ok("pending") if item["kind"] == "auth"]
+        asked = [
+            item
+            for item in device.ok("pending")
+            if item["kind"] == "auth" and item["approvals"] >= 1
+        ]
         if asked:
             return dict(asked[0])
         time.sleep(0.25)

@@ -24,6 +24,15 @@ def new_node(home: Path) -> MeshNode:
     return MeshNode(home, DeviceKeys.generate(), EventBus(), poll_seconds=30)
 
 
+async def phone_and_laptop(tmp_path: Path) -> tuple[MeshNode, MeshNode, str]:
+    """A one-device mesh on a folder, a second device, and the invite."""
+    storage = tmp_path / "storage"
+    storage.mkdir()
+    phone, laptop = new_node(tmp_path / "phone"), new_node(tmp_path / "laptop")
+    await phone.create("alice", str(storage), "phone", "phone")
+    return phone, laptop, (await phone.invite())["invite"]
+
+
 @pytest.mark.parametrize(
     "storage",
     ["", "   ", "relative/folder", "file://relative", "/no/such/folder/anywhere"],
@@ -69,11 +78,7 @@ async def test_init_on_an_existing_folder_creates_the_mesh(tmp_path: Path) -> No
 
 
 async def test_a_missing_or_malformed_code_costs_no_attempt(tmp_path: Path) -> None:
-    storage = tmp_path / "storage"
-    storage.mkdir()
-    phone, laptop = new_node(tmp_path / "phone"), new_node(tmp_path / "laptop")
-    await phone.create("alice", str(storage), "phone", "phone")
-    invite = (await phone.invite())["invite"]
+    phone, laptop, invite = await phone_and_laptop(tmp_path)
     request = await laptop.request_enrollment(invite, "laptop", "laptop")
     await phone.sync_now()
 
@@ -86,11 +91,7 @@ async def test_a_missing_or_malformed_code_costs_no_attempt(tmp_path: Path) -> N
 
 
 async def test_a_device_whose_request_was_locked_asks_again(tmp_path: Path) -> None:
-    storage = tmp_path / "storage"
-    storage.mkdir()
-    phone, laptop = new_node(tmp_path / "phone"), new_node(tmp_path / "laptop")
-    await phone.create("alice", str(storage), "phone", "phone")
-    invite = (await phone.invite())["invite"]
+    phone, laptop, invite = await phone_and_laptop(tmp_path)
     first = await laptop.request_enrollment(invite, "laptop", "laptop")
     await phone.sync_now()
     wrong = "000000" if first["code"] != "000000" else "111111"
@@ -111,11 +112,7 @@ async def test_a_device_whose_request_was_locked_asks_again(tmp_path: Path) -> N
 async def test_a_device_cannot_take_back_its_approval_by_rejecting(
     tmp_path: Path,
 ) -> None:
-    storage = tmp_path / "storage"
-    storage.mkdir()
-    phone, laptop = new_node(tmp_path / "phone"), new_node(tmp_path / "laptop")
-    await phone.create("alice", str(storage), "phone", "phone")
-    invite = (await phone.invite())["invite"]
+    phone, laptop, invite = await phone_and_laptop(tmp_path)
     request = await laptop.request_enrollment(invite, "laptop", "laptop")
     await phone.sync_now()
     await phone.approve(request["request_id"], request["code"])

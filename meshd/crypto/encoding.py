@@ -55,7 +55,8 @@ class Record:
     MAX_SIZE: ClassVar[int] = DEFAULT_MAX_SIZE
 
     def encode(self) -> bytes:
-        return msgpack.packb(_to_wire(self), use_bin_type=True)  # type: ignore[no-any-return]
+        packed: bytes = msgpack.packb(_to_wire(self), use_bin_type=True)
+        return packed
 
     @classmethod
     def decode(cls: type[R], data: bytes, max_size: int | None = None) -> R:

@@ -706,8 +706,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; the exit status says how it went."""
     words = list(sys.argv[1:] if argv is None else argv)
-    # Known before parsing, so that bad usage is reported the way asked.
+    # Known before parsing, so that bad usage is reported the way asked; and
+    # accepted after the command too (no JSON value is spelled --json).
     as_json = "--json" in words
+    if as_json:
+        words = ["--json", *(word for word in words if word != "--json")]
     parser = build_parser()
     try:
         arguments = parser.parse_args(words)

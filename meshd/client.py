@@ -32,7 +32,7 @@ from typing import Any
 
 import trio
 
-from meshd.errors import MeshError, all_error_classes
+from meshd.errors import InvalidInput, MeshError, all_error_classes
 from meshd.paths import client_socket
 from meshd.rpc.codec import LINE_LIMIT, LineBuffer, LineTooLong
 
@@ -83,8 +83,21 @@ _ERRORS_BY_REASON: dict[str, type[MeshError]] = {
 
 
 def _request(request_id: int, method: str, params: Any) -> bytes:
+    """One request line.
+
+    Raises:
+        InvalidInput: the line would pass the daemon's limit, which answers
+            such a line by closing the connection.
+    """
     message = {"jsonrpc": "2.0", "method": method, "params": params, "id": request_id}
-    return json.dumps(message, separators=(",", ":")).encode("utf-8") + b"\n"
+    line = json.dumps(message, separators=(",", ":")).encode("utf-8") + b"\n"
+    if len(line) > LINE_LIMIT:
+        raise InvalidInput(
+            f"The request is {len(line)} bytes, over the daemon's limit of "
+            f"{LINE_LIMIT}",
+            size=len(line),
+        )
+    return line
 
 
 def _result(response: Any) -> Any:

@@ -108,6 +108,7 @@ REVOKED = "revoked"
 # not from tampering: counted, but not shown as storage problems.
 _RULE_REFUSALS = frozenset({"past_cutoff", "inactive_author"})
 CODE_PATTERN = re.compile(r"[0-9]{6}")
+_NOT_FOR_THIS_DEVICE = frozenset({"decryption_failed", "not_a_recipient"})
 
 _SETTING_STORAGE = "storage"
 _SETTING_ACCEPTED_HEAD = "accepted_head"
@@ -752,7 +753,9 @@ class Device:
         try:
             self.accept_entry(Signed.decode(data))
         except RollbackRefused as exc:
-            return Verdict(Outcome.REJECTED, exc.reason)
+            # The losing side of a fork stays in storage: the fork rules
+            # decided it, nobody tampered with it.
+            return Verdict(Outcome.REJECTED, exc.reason, "rule" not in exc.details)
         if self.require_log().head == before:
             return Verdict(Outcome.HELD, "waiting_for_predecessor")
         return Verdict(Outcome.ACCEPTED)
@@ -838,7 +841,10 @@ class Device:
         self._fetched_segments.add(name.path)
         decision = self.replica.load_snapshot(data, self.clock())
         if decision.verdict is OpVerdict.REJECTED:
-            return Verdict(Outcome.REJECTED, decision.reason)
+            # A snapshot sealed before this device joined or rotated its keys
+            # is not for it; later ops and snapshots are.
+            sealed_to_others = decision.reason in _NOT_FOR_THIS_DEVICE
+            return Verdict(Outcome.REJECTED, decision.reason, not sealed_to_others)
         return Verdict(Outcome.ACCEPTED)
 
     def after_round(self) -> None:

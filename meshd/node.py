@@ -41,10 +41,15 @@ from meshd.events import EventBus
 from meshd.invite import Invite
 from meshd.keystore import Keystore
 from meshd.replica.head import verify_head
-from meshd.replica.paths import JSONValue
+from meshd.replica.paths import (
+    CONFLICT_MODE_PATH,
+    MODE_MANUAL,
+    MODE_NEWEST,
+    JSONValue,
+)
 from meshd.rpc.methods import Handler, Method, optional, required
 from meshd.sync.engine import MAX_OBJECT_SIZE, SyncEngine
-from meshd.sync.layout import HeadName, LogEntryName, SegmentName
+from meshd.sync.layout import HeadName, LogEntryName, SegmentName, content_hash
 from meshd.sync.storage import RetryPolicy, StorageBackend
 
 logger = logging.getLogger(__name__)
@@ -54,6 +59,9 @@ DEFAULT_POLL_SECONDS = 3.0
 # minute, so an outage costs few requests and recovery is noticed quickly.
 MAX_BACKOFF_SECONDS = 60.0
 MAX_LABEL_LENGTH = 100
+# Status lists the newest storage problems as warnings; --json has them all.
+MAX_PROBLEM_WARNINGS = 5
+CONFLICT_MODES = (MODE_NEWEST, MODE_MANUAL)
 MAX_REASON_LENGTH = 500
 DEVICE_KINDS = ("phone", "laptop", "tablet", "watch", "desktop", "server", "other")
 
@@ -173,9 +181,14 @@ class MeshNode:
         if self.last_error:
             warnings.append(f"Storage unreachable: {self.last_error}")
         engine_problems = [] if self.engine is None else list(self.engine.problems)
-        for problem in engine_problems[-5:]:
+        for problem in engine_problems[-MAX_PROBLEM_WARNINGS:]:
             warnings.append(
                 f"Storage served a bad object: {problem.name} ({problem.reason})"
+            )
+        hidden = len(engine_problems) - MAX_PROBLEM_WARNINGS
+        if hidden > 0:
+            warnings.append(
+                f"... and {hidden} more storage problems: see 'meshctl --json status'"
             )
         return {
             "state": device.state_name,
@@ -245,6 +258,13 @@ class MeshNode:
         entries = [await backend.get(name, MAX_OBJECT_SIZE) for name in names]
         if not entries:
             raise StorageUnavailable("The invite's storage holds no mesh log yet")
+        for entry_name, data in zip(names, entries, strict=True):
+            if content_hash(data) != entry_name.hash:
+                raise ProtocolError(
+                    f"The storage holds a damaged mesh-log entry "
+                    f"({entry_name.path}): restore the storage from a backup",
+                    object=entry_name.path,
+                )
         self.device.start_join(invite, entries)
         lost = self.device.lost_devices(replace)
         cutoffs = {
@@ -317,6 +337,10 @@ class MeshNode:
 
     async def passport_set(self, path: str, value: Any) -> dict[str, Any]:
         _, replica = self.device.require_member()
+        if path == CONFLICT_MODE_PATH and value not in CONFLICT_MODES:
+            raise InvalidInput(
+                f"{path} is one of: {', '.join(CONFLICT_MODES)}", field="value"
+            )
         op_id = replica.local_set(path, value, self.device.clock())
         await self._push_now()
         return {"path": path, "op_id": op_id}

@@ -121,3 +121,14 @@ async def test_a_device_cannot_take_back_its_approval_by_rejecting(
 
     with pytest.raises(InvalidState):
         await laptop.reject(proposal["id"])
+
+
+async def test_the_conflict_mode_takes_only_its_two_values(tmp_path: Path) -> None:
+    phone, _, _ = await phone_and_laptop(tmp_path)
+
+    for value in ("bogus", 42, None):
+        with pytest.raises(InvalidInput):
+            await phone.passport_set("settings/conflict_resolution", value)
+    await phone.passport_set("settings/conflict_resolution", "manual")
+
+    assert await phone.passport_get("settings/conflict_resolution") == "manual"

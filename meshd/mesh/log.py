@@ -130,7 +130,11 @@ class MeshLog:
             raise invalid("no_genesis", "A mesh log starts with its genesis")
         log = cls(signed[0], reader)
         for entry in signed[1:MAX_ENTRIES]:
-            log.receive(entry)
+            try:
+                log.receive(entry)
+            except RollbackRefused as exc:
+                # Storage keeps the losing side of every fork: not an error.
+                logger.debug("Stored mesh entry left aside: %s", exc)
         if accepted_head is not None and log.position_of(accepted_head) is None:
             raise RollbackRefused(
                 "The stored log does not reach the head this device accepted"
@@ -302,8 +306,11 @@ class MeshLog:
         incumbent = self._entries[position]
         winner, rule = fork_choice(incumbent, challenger)
 
-        # Devices that signed both sides equivocated; status shows them.
-        both = entry_signers(incumbent) & entry_signers(challenger)
+        # Devices that wrote both sides equivocated; status shows them. Only
+        # the entry's own signers count: an honest device may approve two
+        # concurrent proposals, but after writing one entry its head moves on,
+        # so it never writes a second at the same position.
+        both = frozenset(incumbent.signers()) & frozenset(challenger.signers())
         loser = challenger if winner is incumbent else incumbent
         self._forks.append(
             Fork(position, entry_hash(winner), entry_hash(loser), rule, both)

@@ -365,7 +365,8 @@ def test_fork_rule_two_more_signers_win_and_equivocation_is_recorded() -> None:
     with pytest.raises(RollbackRefused, match="rule 2"):
         mesh.mesh.apply(fewer)
     assert mesh.state.head_hash == entry_hash(more)
-    assert mesh.state.equivocators == {mesh.id("A"), mesh.id("B")}
+    # A wrote both entries; B only approved both proposals, which is honest.
+    assert mesh.state.equivocators == {mesh.id("A")}
     assert any("equivocation" in w for w in mesh.state.warnings())
 
 
@@ -482,3 +483,28 @@ def test_strict_apply_names_an_entry_that_arrives_before_its_predecessor() -> No
     with pytest.raises(InvalidEntry) as error:
         log.apply(mesh.entries()[2])
     assert problem(error) == "out_of_order"
+
+
+def test_a_log_with_three_entries_racing_for_one_position_loads_in_any_order() -> None:
+    mesh = build("genesis A B C D t=2")
+    state = mesh.state
+    racing = []
+    for proposer, approver, threshold in (("A", "B", 3), ("B", "C", 4), ("C", "D", 1)):
+        proposal = propose(
+            state, mesh.key(proposer), THRESHOLD, NOW, threshold=threshold
+        )
+        approvals = [
+            approval_for(state, proposal, mesh.key(name), NOW)
+            for name in (proposer, approver)
+        ]
+        reader = state.read_directory(mesh.key(proposer))
+        racing.append(finalize(reader, proposal, approvals, mesh.key(proposer)))
+    genesis = mesh.entries()[0]
+
+    heads = {
+        MeshLog.from_entries([genesis, *order]).head
+        for order in (racing, racing[::-1], [racing[1], racing[0], racing[2]])
+    }
+
+    assert len(heads) == 1
+    assert MeshLog.from_entries([genesis, *racing]).state.equivocators == set()

@@ -49,15 +49,19 @@ def make_fixture(directory: Path) -> tuple[Path, Mesh]:
     return fixture, mesh
 
 
-def run_and_kill(fixture: Path, store: Path, delay: float) -> tuple[list[str], int]:
-    """Start the writer, kill it after ``delay`` seconds; return the acked op
-    ids and how many ops it answered."""
+def start_writer(fixture: Path, store: Path) -> subprocess.Popen[bytes]:
     environment = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'tests'}")
-    child = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, str(WRITER), str(fixture), str(store)],
         stdout=subprocess.PIPE,
         env=environment,
     )
+
+
+def run_and_kill(fixture: Path, store: Path, delay: float) -> tuple[list[str], int]:
+    """Start the writer, kill it after ``delay`` seconds; return the acked op
+    ids and how many ops it answered."""
+    child = start_writer(fixture, store)
     assert child.stdout is not None
     child.stdout.readline()  # "ready": killing before it tests little
     time.sleep(delay)
@@ -72,9 +76,22 @@ def run_and_kill(fixture: Path, store: Path, delay: float) -> tuple[list[str], i
     return acked, len(output.splitlines())
 
 
+def full_ingest_seconds(fixture: Path, store: Path) -> float:
+    """How long the writer takes from "ready" to its end on this machine, so
+    kills are spread over the ingest however fast or loaded the machine is."""
+    child = start_writer(fixture, store)
+    assert child.stdout is not None
+    child.stdout.readline()
+    started = time.monotonic()
+    child.stdout.read()
+    assert child.wait(60) == 0
+    return time.monotonic() - started
+
+
 def test_sigkill_during_ingest_loses_no_acknowledged_op(tmp_path: Path) -> None:
     fixture, mesh = make_fixture(tmp_path)
     rng = random.Random(7)
+    window = 0.9 * full_ingest_seconds(fixture, tmp_path / "calibration.sqlite3")
     acked: set[str] = set()
     store = tmp_path / "writer-0.sqlite3"
     total = len(pickle.loads(fixture.read_bytes())[3])
@@ -85,7 +102,7 @@ def test_sigkill_during_ingest_loses_no_acknowledged_op(tmp_path: Path) -> None:
         if run % 10 == 0:
             store = tmp_path / f"writer-{run}.sqlite3"
             acked = set()
-        new, answered = run_and_kill(fixture, store, rng.uniform(0.0, 0.15))
+        new, answered = run_and_kill(fixture, store, rng.uniform(0.0, window))
         acked |= set(new)
         interrupted += answered < total
 

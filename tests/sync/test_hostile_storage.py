@@ -258,6 +258,43 @@ async def test_a_withheld_revocation_is_noticed_and_late_ops_are_dropped(
     await mesh.honest_change_still_syncs(mesh.phone, [mesh.laptop])
 
 
+async def test_devices_shown_different_forks_agree_once_storage_shows_both(
+    mesh: Mesh,
+) -> None:
+    # The phone and the laptop each finalize a change at the same position.
+    ours = await mesh.phone.node.set_threshold(3)
+    theirs = await mesh.laptop.node.set_threshold(3)
+    await mesh.phone.sync()
+    log_before = {p.name for p in mesh.files("log")}
+    await mesh.phone.node.approve(theirs["id"], None)
+    (by_phone,) = [p for p in mesh.files("log") if p.name not in log_before]
+    hidden = mesh.folder / "hidden"
+    hidden.mkdir()
+    by_phone.rename(hidden / by_phone.name)
+
+    # Storage hides each side from the other device for a while.
+    await mesh.laptop.node.approve(ours["id"], None)
+    (by_laptop,) = [p for p in mesh.files("log") if p.name not in log_before]
+    await mesh.tablet.sync()
+    by_laptop.rename(hidden / by_laptop.name)
+    (hidden / by_phone.name).rename(by_phone)
+    await mesh.phone.sync()
+
+    def head(party: Party) -> bytes:
+        return party.node.device.require_log().head
+
+    assert head(mesh.phone) != head(mesh.tablet)
+
+    # Both shown: every device keeps the same side, by the fork rules.
+    (hidden / by_laptop.name).rename(by_laptop)
+    await sync_all(mesh.parties, rounds=2)
+    heads = {head(party) for party in mesh.parties}
+    assert len(heads) == 1
+    for party in mesh.parties:
+        assert "rollback_refused" not in await party.reasons()
+    await mesh.honest_change_still_syncs(mesh.tablet, [mesh.phone, mesh.laptop])
+
+
 async def _laptop_writes_one_segment(mesh: Mesh) -> Path:
     before = set(mesh.segments(mesh.laptop))
     await mesh.laptop.node.passport_set("settings/fresh", "from laptop")

@@ -331,7 +331,10 @@ def _failures() -> dict[str, object]:
 def test_every_decryption_failure_looks_the_same() -> None:
     errors = _failures()
 
-    seen = {(type(e), str(e), repr(e.to_data())) for e in errors.values()}  # type: ignore[attr-defined]
+    seen = {
+        (type(e), str(e), repr(e.to_data()))  # type: ignore[attr-defined]
+        for e in errors.values()
+    }
     assert len(seen) == 1, errors
 
 
@@ -353,7 +356,8 @@ def test_bad_padding_fails_like_any_other_decryption_failure(
         with pytest.raises(DecryptionFailed) as caught:
             suite.decrypt(key, sealed, AAD)
         assert str(caught.value) == str(reference), name
-        assert caught.value.to_data() == reference.to_data()  # type: ignore[attr-defined]
+        expected = reference.to_data()  # type: ignore[attr-defined]
+        assert caught.value.to_data() == expected
 
 
 # -- Envelopes -------------------------------------------------------------------------

@@ -38,7 +38,8 @@ def recover(mesh: Scenario) -> bytes:
 
 
 def resign_approval(signed: Signed, keys: DeviceKeys, **changes: object) -> Signed:
-    body = replace(Approval.decode(signed.body), **changes).encode()  # type: ignore[arg-type]
+    approval = Approval.decode(signed.body)
+    body = replace(approval, **changes).encode()  # type: ignore[arg-type]
     return Signed(body, (Signature(keys.device_id, keys.sign(Context.APPROVAL, body)),))
 
 

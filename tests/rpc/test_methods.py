@@ -84,7 +84,8 @@ async def test_a_failing_handler_is_an_internal_error_without_detail() -> None:
     table = MethodTable([Method("test.broken", broken, summary="", result="")])
     request = codec.Request("test.broken", [], 1)
 
-    response = await Dispatcher(table, 10).answer_item(request, None)  # type: ignore[arg-type]
+    dispatcher = Dispatcher(table, 10)
+    response = await dispatcher.answer_item(request, None)  # type: ignore[arg-type]
 
     assert response["error"] == {"code": -32603, "message": "Internal error"}
     assert "secret" not in repr(response)
@@ -97,7 +98,8 @@ async def test_a_result_json_cannot_carry_is_an_internal_error() -> None:
     table = MethodTable([Method("test.inf", unencodable, summary="", result="")])
     request = codec.Request("test.inf", {}, "x")
 
-    response = await Dispatcher(table, 10).answer_item(request, None)  # type: ignore[arg-type]
+    dispatcher = Dispatcher(table, 10)
+    response = await dispatcher.answer_item(request, None)  # type: ignore[arg-type]
 
     assert response == {
         "jsonrpc": "2.0",

@@ -372,7 +372,8 @@ async def test_a_reader_never_sees_a_partly_written_object(tmp_path: Path) -> No
         while not done.is_set():
             for name in await reader.list(f"devices/{DEVICE}"):
                 data = await reader.get(name, 1024 * 1024)
-                assert layout.content_hash(data) == name.hash  # type: ignore[union-attr]
+                digest = name.hash  # type: ignore[union-attr]
+                assert layout.content_hash(data) == digest
                 checked.append(name.path)
             await trio.sleep(0)
 

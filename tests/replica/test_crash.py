@@ -91,15 +91,22 @@ def full_ingest_seconds(fixture: Path, store: Path) -> float:
 def test_sigkill_during_ingest_loses_no_acknowledged_op(tmp_path: Path) -> None:
     fixture, mesh = make_fixture(tmp_path)
     rng = random.Random(7)
-    window = 0.9 * full_ingest_seconds(fixture, tmp_path / "calibration.sqlite3")
+    # The faster of two measurements, so that one slow start on a busy
+    # machine does not push most kills past the end.
+    window = 0.9 * min(
+        full_ingest_seconds(fixture, tmp_path / f"calibration-{attempt}.sqlite3")
+        for attempt in range(2)
+    )
     acked: set[str] = set()
     store = tmp_path / "writer-0.sqlite3"
     total = len(pickle.loads(fixture.read_bytes())[3])
     interrupted = 0
     for run in range(RUNS):
-        # Every tenth run starts a fresh store, so kills also land in its
-        # creation and schema migration.
-        if run % 10 == 0:
+        # Most runs start a fresh store, so kills land all along the ingest
+        # and in the store's creation and schema migration; every fifth run
+        # restarts on the store the run before was killed in, which then has
+        # less left to do and is often let finish.
+        if run % 5 != 4:
             store = tmp_path / f"writer-{run}.sqlite3"
             acked = set()
         new, answered = run_and_kill(fixture, store, rng.uniform(0.0, window))

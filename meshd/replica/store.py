@@ -56,8 +56,15 @@ CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE replica_meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 """
 
+# Wrong confirmation codes typed on this device, per join or recovery
+# request: kept on disk so that restarting the daemon gives no new guesses.
+_MIGRATION_2 = """
+CREATE TABLE wrong_codes (
+    proposal_id TEXT PRIMARY KEY, attempts INTEGER NOT NULL);
+"""
+
 # Append only: migration n+1 turns schema n into n+1. Never edit a shipped one.
-MIGRATIONS: tuple[str, ...] = (_MIGRATION_1,)
+MIGRATIONS: tuple[str, ...] = (_MIGRATION_1, _MIGRATION_2)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -338,6 +345,18 @@ class Store:
             (proposal_id,),
         )
         return [(row[0], bytes(row[1])) for row in rows]
+
+    def set_wrong_codes(self, proposal_id: str, attempts: int) -> None:
+        """Record how many wrong codes were typed here for a request."""
+        self._run(
+            "INSERT OR REPLACE INTO wrong_codes (proposal_id, attempts) VALUES (?, ?)",
+            (proposal_id, attempts),
+        )
+
+    def wrong_codes(self) -> dict[str, int]:
+        """The wrong codes typed here so far, by request id."""
+        rows = self._run("SELECT proposal_id, attempts FROM wrong_codes")
+        return {row[0]: int(row[1]) for row in rows}
 
     def put_head(self, device_id: str, data: bytes) -> None:
         self._run(

@@ -190,6 +190,7 @@ class Device:
         now_ms = self._now_ms()
         for _, data in self.store.proposals():
             self._load_proposal(data, now_ms)
+        self._restore_wrong_codes()
         self._open_replica_if_member()
 
     def _load_proposal(self, data: bytes, now_ms: int) -> None:
@@ -205,6 +206,13 @@ class Device:
             except MeshError as exc:
                 logger.debug("Stored approval skipped: %s", exc)
         self.book.settle(self.log.state)
+
+    def _restore_wrong_codes(self) -> None:
+        """Give the book back the wrong codes typed here before a restart."""
+        known = {pending.id.hex() for pending in self.book.all()}
+        for identifier, attempts in self.store.wrong_codes().items():
+            if identifier in known:
+                self.book.restore_wrong_codes(bytes.fromhex(identifier), attempts)
 
     def _open_replica_if_member(self) -> None:
         if self.replica is not None or self.log is None:
@@ -446,9 +454,16 @@ class Device:
                 "Type the 6-digit code shown on the new device (--code)",
                 field="code",
             )
-        signed = self.book.approve(
-            identifier, log.state, self.keys, self._now_ms(), code
-        )
+        attempts = pending.wrong_codes
+        try:
+            signed = self.book.approve(
+                identifier, log.state, self.keys, self._now_ms(), code
+            )
+        finally:
+            # Stored before the answer goes out, so that restarting the
+            # daemon gives no new guesses at the code.
+            if pending.wrong_codes != attempts:
+                self.store.set_wrong_codes(identifier.hex(), pending.wrong_codes)
         self._store_approval(identifier, signed)
         self.try_finalize()
         return self._proposal_result(identifier)

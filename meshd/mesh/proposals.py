@@ -502,7 +502,8 @@ class ProposalBook:
 
     The daemon re-loads it with :meth:`add` and :meth:`receive` from the
     stored Signed bytes. Approvals should go through :meth:`approve`, which
-    counts wrong codes; :func:`approval_for` alone does not.
+    counts wrong codes; :func:`approval_for` alone does not. The daemon keeps
+    each count on disk and gives it back with :meth:`restore_wrong_codes`.
     """
 
     def __init__(self, max_wrong_codes: int = MAX_WRONG_CODES) -> None:
@@ -563,13 +564,28 @@ class ProposalBook:
         expected = short_code(pending.signed.body)
         if code is not None and constant_time_equal(code.encode(), expected.encode()):
             return
-        # TODO: the count of wrong codes lives in memory only, so restarting
-        # the daemon gives a guesser three more tries at the 6-digit code.
+        # The caller stores the new count (see restore_wrong_codes), so a
+        # restart of the daemon gives a guesser no new tries.
         pending.wrong_codes += 1
         if pending.wrong_codes >= self._max_wrong_codes:
             pending.status = LOCKED
             raise TooManyAttempts(attempts=pending.wrong_codes)
         raise WrongCode(attempts_left=self._max_wrong_codes - pending.wrong_codes)
+
+    def restore_wrong_codes(self, identifier: bytes, attempts: int) -> None:
+        """Take back a count of wrong codes kept from before a restart.
+
+        The count never goes down, and an open request that reached the
+        limit is locked again.
+
+        Raises:
+            UnknownProposal: no such proposal.
+        """
+        pending = self.get(identifier)
+        pending.wrong_codes = max(pending.wrong_codes, attempts)
+        locked = pending.wrong_codes >= self._max_wrong_codes
+        if locked and pending.status == PENDING and pending.code_required:
+            pending.status = LOCKED
 
     def approve(
         self,

@@ -3,7 +3,10 @@
 Every accepted op is stored together with the path state and version vector
 it changes, in one transaction, so the store never holds an op without its
 effect or an effect without its op. Start-up reads the merged path states,
-not the history, so it costs O(state).
+not the history. The merged passport as shown is stored too, in the same
+transaction, so opening a replica and reading its passport costs one stored
+value; the path states are decoded only when something needs them (an edit,
+an ingest, the conflicts), which keeps start-up flat in the passport's size.
 
 Held ops (see :mod:`meshd.replica.ingest`) are stored and retried after each
 accepted op, after a snapshot, after a membership change and whenever the
@@ -78,6 +81,8 @@ DEFAULT_SNAPSHOT_EVERY = 500
 # that depend on the previous one, and held ops are capped by this bound.
 _MAX_RETRY_PASSES = 64
 _HELD_OP = "op"
+# The replica_meta key of the merged passport as shown (canonical JSON).
+_PASSPORT_KEY = "passport"
 # The newest snapshot serves new devices; one more covers a finalizer race in
 # which the newest is discarded with the losing side of a fork.
 _SNAPSHOTS_KEPT = 2
@@ -194,7 +199,19 @@ class Replica:
         self._vector: dict[str, int] = dict(meta.version_vector)
         self._clock = HybridClock(Timestamp(meta.wall_ms, meta.counter))
         self._since_snapshot = meta.since_snapshot
-        self._merge = Merge(PathState.decode(data) for data in self.store.path_states())
+
+        # Path states are decoded on first use (see :attr:`_merge`).
+        self._loaded_merge: Merge | None = None
+        self._passport_text: bytes | None = None
+        self._passport_changed = False
+
+    @property
+    def _merge(self) -> Merge:
+        """The merged state, decoded from the store the first time it is needed."""
+        if self._loaded_merge is None:
+            states = self.store.path_states()
+            self._loaded_merge = Merge(PathState.decode(data) for data in states)
+        return self._loaded_merge
 
     def _save_meta(self) -> None:
         last = self._clock.last
@@ -203,11 +220,23 @@ class Replica:
         )
         self.store.put_meta("meta", meta.encode())
 
+        # The shown passport follows the path states in the same transaction.
+        if self._passport_changed:
+            self._passport_text = _passport_text(self._merge.passport())
+            self.store.put_meta(_PASSPORT_KEY, self._passport_text)
+            self._passport_changed = False
+
     # -- Reading ------------------------------------------------------------------
 
     def passport(self) -> dict[str, Any]:
-        """The merged passport as a JSON object tree."""
-        return self._merge.passport()
+        """The merged passport as a JSON object tree (a fresh copy)."""
+        if self._passport_text is None:
+            self._passport_text = self.store.meta(_PASSPORT_KEY)
+        if self._passport_text is None:
+            # A store written before the shown passport was kept.
+            self._passport_text = _passport_text(self._merge.passport())
+        tree: dict[str, Any] = json.loads(self._passport_text)
+        return tree
 
     def get(self, path: str) -> JSONValue:
         """The value at ``path`` (a leaf or a whole section).
@@ -463,6 +492,7 @@ class Replica:
         had_conflict = before is not None and len(before.frontier) > 1
         self._store_path_state(state, had_conflict or len(state.frontier) > 1)
         self._vector[body.author] = body.sequence
+        self._passport_changed = True
         if observe:
             self._clock.observe(body.timestamp, now_ms)
         self._since_snapshot += 1
@@ -624,15 +654,18 @@ class Replica:
         """Whether the stored merged state equals one recomputed from the ops."""
         merge, vector = self.recompute()
         stored = Merge(PathState.decode(d) for d in self.store.path_states())
+        shown = self.store.meta(_PASSPORT_KEY)
         return (
             merge.states() == stored.states() == self._merge.states()
             and vector == self._vector
+            and (shown is None or json.loads(shown) == merge.passport())
         )
 
     def _replace_state(self, base: SnapshotBase, now_ms: int) -> None:
         merge, vector = self.recompute(base)
-        self._merge = merge
+        self._loaded_merge = merge
         self._vector = vector
+        self._passport_changed = True
         self.store.clear_merged_state()
         for state in merge.states():
             self._store_path_state(state)
@@ -681,6 +714,12 @@ class Replica:
         if dropped:
             logger.warning("Replica dropped %s ops past a revocation cut-off", dropped)
         return dropped
+
+
+def _passport_text(passport: dict[str, Any]) -> bytes:
+    """The stored form of the shown passport: canonical JSON."""
+    text = json.dumps(passport, sort_keys=True, separators=(",", ":"))
+    return text.encode()
 
 
 class _Refused(Exception):

@@ -15,7 +15,8 @@ fields next to it must say the same thing, or the proof is refused.
 
 Checks, in :func:`verify_proof`, each with its own ``reason`` when it fails:
 the DID is the one of the mesh (self-certifying: its hash names the genesis),
-each signer was an active device at the proof's mesh head and still is now,
+each signer was an active device at the proof's mesh head and still is now
+(``revoked_signer`` for a device the mesh log shows revoked),
 each signature verifies with that device's key of that moment, the distinct
 signers reach the claimed threshold (and, for a threshold proof, the mesh's
 threshold at that head), and the challenge and audience are the expected
@@ -251,10 +252,16 @@ def _check_expectations(
 
 @dataclass(frozen=True)
 class _KeyBook:
-    """Which signing key each device had when the proof was made."""
+    """Which signing key each device had when the proof was made.
+
+    ``revoked`` names the devices the mesh log shows as revoked, so that a
+    proof signed by one of them is refused for that reason, not as signed
+    by a stranger.
+    """
 
     keys: dict[str, bytes]
     required: int
+    revoked: frozenset[str] = frozenset()
 
     @classmethod
     def of(
@@ -284,7 +291,10 @@ def _log_keys(entries: Sequence[bytes], statement: AuthStatement) -> _KeyBook:
         current = log.state.member(member.device_id)
         if current is not None and current.active:
             keys[member.device_id] = member.keys.signing
-    return _KeyBook(keys, then.threshold)
+    revoked = {
+        device for device, known in log.state.devices.items() if not known.active
+    }
+    return _KeyBook(keys, then.threshold, frozenset(revoked))
 
 
 def _document_keys(
@@ -356,6 +366,8 @@ def _valid_signers(
         if not isinstance(device, str):
             raise ProofRefused("malformed")
         key = book.keys.get(device)
+        if key is None and device in book.revoked:
+            raise ProofRefused("revoked_signer")
         if key is None:
             raise ProofRefused("unknown_signer")
         try:

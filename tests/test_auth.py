@@ -113,6 +113,26 @@ def test_a_revoked_device_can_no_longer_prove() -> None:
 
     result = verify_proof(proof, log_of(scenario), NOW)
 
+    assert (result.valid, result.reason) == (False, "revoked_signer")
+
+
+def test_a_proof_signed_after_the_signers_revocation_names_the_revocation() -> None:
+    scenario = build("genesis A B C t=2")
+    scenario.run("revoke C by A,B")
+    proof = proof_by(scenario, "C")
+
+    result = verify_proof(proof, log_of(scenario), NOW)
+
+    assert (result.valid, result.reason) == (False, "revoked_signer")
+
+
+def test_a_device_the_mesh_never_had_is_an_unknown_signer() -> None:
+    scenario, stranger = build("genesis A B t=2"), build("genesis S t=1")
+    proof = proof_by(scenario, "A")
+    proof["signatures"][0]["device_id"] = stranger.id("S")
+
+    result = verify_proof(proof, log_of(scenario), NOW)
+
     assert (result.valid, result.reason) == (False, "unknown_signer")
 
 

@@ -170,10 +170,18 @@ pending = table(
     {"expires_at": time_text},
 )
 
+
+def standing_text(reason: Any) -> str:
+    """Why a delegation does not hold, in words; a dash when it holds."""
+    if reason == "ok":
+        return "-"
+    return value_text(reason.replace("_", " ") if isinstance(reason, str) else reason)
+
+
 delegations = table(
-    ("id", "capabilities", "expires_at", "issuer", "valid"),
+    ("id", "capabilities", "expires_at", "issuer", "valid", "reason"),
     "No delegations.",
-    {"expires_at": time_text},
+    {"expires_at": time_text, "reason": standing_text},
 )
 
 

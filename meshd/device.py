@@ -72,6 +72,8 @@ from meshd.mesh.proposals import (
 from meshd.mesh.records import AUTH, REVOKE, THRESHOLD, Proposal, Revocation
 from meshd.mesh.state import MeshState, entry_hash, read_entry
 from meshd.mesh.vaults import proposal_id, recover_vault_seed
+from meshd.replica.delegation import VALID as VALID_DELEGATION
+from meshd.replica.delegation import delegation_standing
 from meshd.replica.head import HeadBody, verify_head
 from meshd.replica.ingest import Verdict as OpVerdict
 from meshd.replica.op import decode_op
@@ -965,17 +967,21 @@ class Device:
         _, replica = self.require_member()
         now = self.clock()
         delegation = replica.issue_delegation(agent_key, capabilities, expires_at, now)
-        return {**delegation.to_json(), "valid": True}
+        return {**delegation.to_json(), "valid": True, "reason": VALID_DELEGATION}
 
     def delegations(self) -> list[dict[str, Any]]:
-        """Every delegation in the passport, each marked valid now or not."""
+        """Every delegation in the passport, each marked valid now or not,
+        with the ``reason`` it does not hold (``ok`` when it does)."""
         _, replica = self.require_member()
-        valid = {d.delegation_id for d in replica.valid_delegations(self.clock())}
+        now = int(self.clock())
         entries = replica.passport().get("delegations", {})
         found = []
         for delegation_id, value in sorted(entries.items()):
             if isinstance(value, dict):
-                found.append({**value, "valid": delegation_id in valid})
+                reason = delegation_standing(delegation_id, value, replica.view, now)
+                found.append(
+                    {**value, "valid": reason == VALID_DELEGATION, "reason": reason}
+                )
         return found
 
 

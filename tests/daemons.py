@@ -13,6 +13,7 @@ pass ``config=`` to change any setting.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -231,3 +232,15 @@ def wait_until_answering(daemon: MeshdProcess) -> None:
             time.sleep(0.05)
     daemon.process.kill()
     raise AssertionError(f"meshd did not answer in time:\n{daemon.log_text()}")
+
+
+# Daemons that poll storage rarely: only ``meshctl sync`` moves objects, so
+# each step of a test happens when the test says.
+MANUAL_SYNC_CONFIG = TEST_CONFIG + "\n[sync]\ninterval = 30\n"
+
+
+def meshctl_ok(daemon: MeshdProcess, *args: str) -> Any:
+    """Run ``meshctl --json ARGS``, which must succeed; its parsed result."""
+    status, out, err = daemon.meshctl("--json", *args)
+    assert status == 0, f"meshctl {args} exited {status}: {err}"
+    return json.loads(out)

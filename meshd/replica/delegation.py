@@ -148,6 +148,42 @@ def verify_delegation(value: Mapping[str, Any], view: MembershipView) -> Delegat
     return Delegation(delegation_id_of(signed.body), body, signed_bytes)
 
 
+# Why a delegation in the passport holds or not, as ``delegation.list`` says.
+VALID = "ok"
+EXPIRED = "expired"
+ISSUER_REVOKED = "issuer_revoked"
+ISSUER_NOT_MEMBER = "issuer_not_member"
+BAD_SIGNATURE = "bad_signature"
+MALFORMED = "malformed"
+MISFILED = "misfiled"
+
+
+def delegation_standing(
+    delegation_id: str, value: Any, view: MembershipView, now: int
+) -> str:
+    """Whether the delegation filed under ``delegation_id`` holds now, and
+    if not, why: one of the reasons above (:data:`VALID` when it holds)."""
+    try:
+        delegation = verify_delegation(value, view)
+    except (DecodeError, AttributeError, TypeError):
+        return MALFORMED
+    except NotAMember:
+        return ISSUER_NOT_MEMBER
+    except BadSignature:
+        return BAD_SIGNATURE
+
+    if delegation.delegation_id != delegation_id:
+        return MISFILED
+
+    # A revoked issuer ends its delegations at once, expired or not.
+    issuer = view.member(delegation.body.issuer)
+    if issuer is None or not issuer.active:
+        return ISSUER_REVOKED
+    if delegation.body.expires_at <= now:
+        return EXPIRED
+    return VALID
+
+
 def valid_delegations(
     passport: Mapping[str, Any], view: MembershipView, now: int
 ) -> list[Delegation]:
@@ -156,19 +192,9 @@ def valid_delegations(
     entries = passport.get("delegations", {})
     if not isinstance(entries, dict):
         return []
-    found = []
-    for delegation_id in sorted(entries):
-        value = entries[delegation_id]
-        try:
-            delegation = verify_delegation(value, view)
-        except (DecodeError, NotAMember, BadSignature, AttributeError):
-            continue
-        issuer = view.member(delegation.body.issuer)
-        if (
-            delegation.delegation_id == delegation_id
-            and delegation.body.expires_at > now
-            and issuer is not None
-            and issuer.active
-        ):
-            found.append(delegation)
-    return found
+    return [
+        verify_delegation(entries[delegation_id], view)
+        for delegation_id in sorted(entries)
+        if delegation_standing(delegation_id, entries[delegation_id], view, now)
+        == VALID
+    ]

@@ -4,18 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
-from tests.daemons import TEST_CONFIG, MeshdFactory, MeshdProcess
-
-# Only ``meshctl sync`` moves objects, so each step is deterministic.
-CONFIG = TEST_CONFIG + "\n[sync]\ninterval = 30\n"
-
-
-def ok(daemon: MeshdProcess, *args: str) -> Any:
-    status, out, err = daemon.meshctl("--json", *args)
-    assert status == 0, f"meshctl {args} exited {status}: {err}"
-    return json.loads(out)
+from tests.daemons import MANUAL_SYNC_CONFIG as CONFIG
+from tests.daemons import MeshdFactory, MeshdProcess
+from tests.daemons import meshctl_ok as ok
 
 
 def approve_reason(daemon: MeshdProcess, request_id: str, code: str) -> str:

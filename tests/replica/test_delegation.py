@@ -10,7 +10,7 @@ import pytest
 from meshd.crypto.encoding import Signature, Signed
 from meshd.crypto.suite import Context, DeviceKeys
 from meshd.errors import InvalidInput
-from meshd.replica.delegation import capability_id
+from meshd.replica.delegation import capability_id, delegation_standing
 
 from .replica_harness import START, Mesh
 
@@ -73,3 +73,21 @@ def test_a_delegation_must_expire_in_the_future(tmp_path: Path) -> None:
     mesh = Mesh(tmp_path, 2)
     with pytest.raises(InvalidInput):
         mesh.replicas[0].issue_delegation(b"k" * 32, ["x"], START - 1, START)
+
+
+def test_each_delegation_that_does_not_hold_says_why(tmp_path: Path) -> None:
+    mesh = Mesh(tmp_path, 3)
+    agent = DeviceKeys.generate().public.signing
+    short = mesh.replicas[0].issue_delegation(agent, ["a"], START + 60, START)
+    revoked = mesh.replicas[1].issue_delegation(agent, ["b"], START + 3600, START)
+    mesh.view.revoke(mesh.keys[1].device_id, cutoff=1)
+    view, later = mesh.view, START + 61
+
+    def standing(delegation_id: str, value: object) -> str:
+        return delegation_standing(delegation_id, value, view, later)
+
+    assert standing(short.delegation_id, short.to_json()) == "expired"
+    assert standing(revoked.delegation_id, revoked.to_json()) == "issuer_revoked"
+    assert standing("elsewhere", revoked.to_json()) == "misfiled"
+    assert standing(short.delegation_id, {"signed": "not base64!"}) == "malformed"
+    assert standing(short.delegation_id, "text") == "malformed"

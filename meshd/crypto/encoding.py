@@ -26,6 +26,8 @@ To define a record::
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import itertools
 import types
 import typing
@@ -77,7 +79,8 @@ class Record:
                 limit=limit,
             )
         value = unpack_canonical(bytes(data), limit)
-        _check_depth(value)
+        if _needs_depth_check(cls):
+            _check_depth(value)
         return _record_from_wire(cls, value, cls.TAG)
 
 
@@ -152,8 +155,25 @@ def peek_tag(data: bytes) -> tuple[str, int]:
 
 
 # -- Schema -----------------------------------------------------------------------
+#
+# Each field type is turned once into a decoder function (a plain function or
+# a partial over the decoders of its parts), so decoding a record checks each
+# value with one call instead of working out what its type hint means again.
+# Records are decoded by a partial over their class, whose field decoders are
+# built on first use: a record that contains itself compiles in finite time.
+
+# A decoder checks one wire value against one type and returns the value to
+# store. ``where`` (the enclosing value) and ``name`` (this value's place in
+# it, such as ".kind" or "[2]") name the value in error messages; they are
+# joined only when a message or a nested value needs them.
+_Decoder = typing.Callable[[Any, str, str], Any]
 
 _HINTS: dict[type, list[tuple[str, Any]]] = {}
+_PLANS: dict[type, _RecordPlan] = {}
+_DECODERS: dict[Any, _Decoder] = {}
+# Whether decoding a record type may nest deeper than MAX_DEPTH (see
+# :func:`_schema_depth`), so its input must be checked first.
+_DEPTH_CHECKED: dict[type, bool] = {}
 
 
 def _fields(cls: type) -> list[tuple[str, Any]]:
@@ -176,20 +196,126 @@ def _to_wire(value: Any) -> Any:
     return value
 
 
-def _from_wire(expected: Any, value: Any, where: str) -> Any:
+def _decoder(expected: Any) -> _Decoder:
+    found = _DECODERS.get(expected)
+    if found is None:
+        found = _compile(expected)
+        _DECODERS[expected] = found
+    return found
+
+
+def _compile(expected: Any) -> _Decoder:
+    """The decoder of one field type (records are compiled lazily)."""
     origin = get_origin(expected)
     if isinstance(expected, type) and issubclass(expected, Record):
-        return _record_from_wire(expected, value, where)
+        return functools.partial(_record_from_wire, expected)
     if origin in (Union, types.UnionType):
-        return _union_from_wire(expected, value, where)
+        options = get_args(expected)
+        decoders = tuple(_decoder(o) for o in options if o is not type(None))
+        return functools.partial(_union_from_wire, type(None) in options, decoders)
     if origin is tuple:
-        return _tuple_from_wire(expected, value, where)
+        return _compile_tuple(get_args(expected))
     if origin is dict:
-        return _dict_from_wire(expected, value, where)
-    return _scalar_from_wire(expected, value, where)
+        key_type, value_type = get_args(expected)
+        return functools.partial(
+            _dict_from_wire, _decoder(key_type), _decoder(value_type)
+        )
+    return _SCALARS.get(expected) or functools.partial(_unsupported, expected)
 
 
-def _record_from_wire(cls: type[R], value: Any, where: str) -> R:
+def _compile_tuple(args: tuple[Any, ...]) -> _Decoder:
+    if len(args) == 2 and args[1] is Ellipsis:
+        return functools.partial(_variadic_from_wire, _decoder(args[0]))
+    decoders = tuple(_decoder(arg) for arg in args)
+    return functools.partial(_tuple_from_wire, decoders)
+
+
+@dataclasses.dataclass(frozen=True)
+class _RecordPlan:
+    """How to decode one record type: its fields (name, decoder, place in
+    messages) and whether its instances can be filled in without calling the
+    generated ``__init__`` (which only stores each field, then calls
+    ``__post_init__``; doing that directly halves the cost of a small record).
+    """
+
+    fields: tuple[tuple[str, _Decoder, str], ...]
+    direct: bool
+
+
+def _plan(cls: type) -> _RecordPlan:
+    """The decoding plan of a record type, built once per type."""
+    plan = _PLANS.get(cls)
+    if plan is None:
+        fields = tuple(
+            (name, _decoder(hint), f".{name}") for name, hint in _fields(cls)
+        )
+        plan = _RecordPlan(fields, _fills_directly(cls))
+        _PLANS[cls] = plan
+    return plan
+
+
+def _fills_directly(cls: type) -> bool:
+    """Whether the dataclass ``__init__`` of ``cls`` takes exactly its fields,
+    each by name, and the instances keep their fields in ``__dict__``."""
+    names = [name for name, _ in _fields(cls)]
+    parameters = list(inspect.signature(cls).parameters)
+    init_only = any(not field.init for field in dataclasses.fields(cls))
+    return parameters == names and not init_only and "__slots__" not in vars(cls)
+
+
+def _construct(cls: type[R], plan: _RecordPlan, values: dict[str, Any]) -> R:
+    """An instance of ``cls`` with ``values``, checked by its ``__post_init__``."""
+    if not plan.direct:
+        return cls(**values)
+    record = object.__new__(cls)
+    record.__dict__.update(values)
+    check = getattr(record, "__post_init__", None)
+    if check is not None:
+        check()
+    return record
+
+
+def _needs_depth_check(cls: type) -> bool:
+    """Whether a value of ``cls`` can nest deeper than MAX_DEPTH.
+
+    The decoders walk a value only as deep as its type, and a value nested
+    deeper than its type fails a type check on the way, so only a type that
+    contains itself (or one deeper than MAX_DEPTH) needs the depth checked
+    before decoding to keep the recursion off the interpreter's limit.
+    """
+    found = _DEPTH_CHECKED.get(cls)
+    if found is None:
+        depth = _schema_depth(cls, frozenset())
+        found = depth is None or depth > MAX_DEPTH
+        _DEPTH_CHECKED[cls] = found
+    return found
+
+
+def _schema_depth(expected: Any, open_records: frozenset[type]) -> int | None:
+    """How deep (as :func:`_check_depth` counts) a valid value of a type can
+    nest, or ``None`` if a record contains itself (no bound)."""
+    origin = get_origin(expected)
+    if isinstance(expected, type) and issubclass(expected, Record):
+        if expected in open_records:
+            return None
+        inner = open_records | {expected}
+        parts = [_schema_depth(hint, inner) for _, hint in _fields(expected)]
+    elif origin in (Union, types.UnionType, tuple, dict):
+        args = [a for a in get_args(expected) if a is not Ellipsis]
+        if origin is dict:
+            args = args[1:]  # keys are scalars
+        parts = [_schema_depth(arg, open_records) for arg in args]
+        if origin is Union or origin is types.UnionType:
+            return None if None in parts else max(p or 0 for p in parts)
+    else:
+        return 1
+    if None in parts:
+        return None
+    return 1 + max([1, *(p or 0 for p in parts)])
+
+
+def _record_from_wire(cls: type[R], value: Any, where: str, name: str = "") -> R:
+    where = where + name
     if not isinstance(value, list) or len(value) < 2:
         raise DecodeError(f"{where}: expected a {cls.TAG} record")
     tag, version, *items = value
@@ -201,86 +327,109 @@ def _record_from_wire(cls: type[R], value: Any, where: str) -> R:
         raise UnknownVersion(
             f"{where}: {cls.TAG} version {version!r} is not known", version=str(version)
         )
-    fields = _fields(cls)
-    if len(items) != len(fields):
+    plan = _PLANS.get(cls) or _plan(cls)
+    if len(items) != len(plan.fields):
         raise DecodeError(
-            f"{where}: {cls.TAG} has {len(items)} fields, expected {len(fields)}"
+            f"{where}: {cls.TAG} has {len(items)} fields, expected {len(plan.fields)}"
         )
-    kwargs = {
-        name: _from_wire(hint, item, f"{where}.{name}")
-        for (name, hint), item in zip(fields, items, strict=True)
+    values = {
+        field: decode(item, where, place)
+        for (field, decode, place), item in zip(plan.fields, items, strict=True)
     }
     try:
-        return cls(**kwargs)
+        return _construct(cls, plan, values)
     except (ValueError, TypeError, InvalidInput) as exc:
         # A record that checks its own fields reports a bad one as malformed.
         raise DecodeError(f"{where}: {exc}") from exc
 
 
-def _union_from_wire(expected: Any, value: Any, where: str) -> Any:
-    options = get_args(expected)
-    if value is None and type(None) in options:
+def _union_from_wire(
+    optional: bool, options: tuple[_Decoder, ...], value: Any, where: str, name: str
+) -> Any:
+    if value is None and optional:
         return None
-    errors = []
-    for option in options:
-        if option is type(None):
-            continue
+    for decode in options:
         try:
-            return _from_wire(option, value, where)
-        except DecodeError as exc:
-            errors.append(exc)
-    raise DecodeError(f"{where}: value fits none of the allowed types")
+            return decode(value, where, name)
+        except DecodeError:
+            continue
+    raise DecodeError(f"{where}{name}: value fits none of the allowed types")
 
 
-def _tuple_from_wire(expected: Any, value: Any, where: str) -> tuple[Any, ...]:
+def _variadic_from_wire(
+    decode: _Decoder, value: Any, where: str, name: str
+) -> tuple[Any, ...]:
+    if not isinstance(value, list):
+        raise DecodeError(f"{where}{name}: expected a list")
+    where = where + name
+    return tuple([decode(item, where, "[]") for item in value])
+
+
+def _tuple_from_wire(
+    decoders: tuple[_Decoder, ...], value: Any, where: str, name: str
+) -> tuple[Any, ...]:
+    where = where + name
     if not isinstance(value, list):
         raise DecodeError(f"{where}: expected a list")
-    args = get_args(expected)
-    if len(args) == 2 and args[1] is Ellipsis:
-        return tuple(_from_wire(args[0], item, f"{where}[]") for item in value)
-    if len(args) != len(value):
-        raise DecodeError(f"{where}: expected {len(args)} items")
+    if len(decoders) != len(value):
+        raise DecodeError(f"{where}: expected {len(decoders)} items")
     return tuple(
-        _from_wire(arg, item, f"{where}[{index}]")
-        for index, (arg, item) in enumerate(zip(args, value, strict=True))
+        decode(item, where, f"[{index}]")
+        for index, (decode, item) in enumerate(zip(decoders, value, strict=True))
     )
 
 
-def _dict_from_wire(expected: Any, value: Any, where: str) -> dict[str, Any]:
+def _dict_from_wire(
+    decode_key: _Decoder, decode_value: _Decoder, value: Any, where: str, name: str
+) -> dict[Any, Any]:
+    where = where + name
     if not isinstance(value, dict):
         raise DecodeError(f"{where}: expected a map")
-    key_type, value_type = get_args(expected)
     keys = list(value)
     if keys != sorted(keys):
         raise DecodeError(f"{where}: map keys are not in canonical order")
     return {
-        _scalar_from_wire(key_type, key, where): _from_wire(
-            value_type, item, f"{where}.{key}"
-        )
+        decode_key(key, where, ""): decode_value(item, where, f".{key}")
         for key, item in value.items()
     }
 
 
-def _scalar_from_wire(expected: Any, value: Any, where: str) -> Any:
+def _int_from_wire(value: Any, where: str, name: str) -> int:
+    if type(value) is not int or not _INT_MIN <= value <= _INT_MAX:
+        raise DecodeError(f"{where}{name}: expected an integer")
+    return value
+
+
+def _bool_from_wire(value: Any, where: str, name: str) -> bool:
+    if type(value) is not bool:
+        raise DecodeError(f"{where}{name}: expected a boolean")
+    return value
+
+
+def _str_from_wire(value: Any, where: str, name: str) -> str:
+    if type(value) is not str:
+        raise DecodeError(f"{where}{name}: expected a string")
+    return value
+
+
+def _bytes_from_wire(value: Any, where: str, name: str) -> bytes:
+    if type(value) is not bytes:
+        raise DecodeError(f"{where}{name}: expected bytes")
+    return value
+
+
+def _unsupported(expected: Any, value: Any, where: str, name: str) -> Any:
     if expected is Any:
-        raise DecodeError(f"{where}: untyped field")
-    if expected is int:
-        if type(value) is not int or not _INT_MIN <= value <= _INT_MAX:
-            raise DecodeError(f"{where}: expected an integer")
-        return value
-    if expected is bool:
-        if type(value) is not bool:
-            raise DecodeError(f"{where}: expected a boolean")
-        return value
-    if expected is str:
-        if type(value) is not str:
-            raise DecodeError(f"{where}: expected a string")
-        return value
-    if expected is bytes:
-        if type(value) is not bytes:
-            raise DecodeError(f"{where}: expected bytes")
-        return value
-    raise DecodeError(f"{where}: unsupported field type {expected!r}")
+        raise DecodeError(f"{where}{name}: untyped field")
+    raise DecodeError(f"{where}{name}: unsupported field type {expected!r}")
+
+
+_SCALARS: dict[Any, _Decoder] = {
+    int: _int_from_wire,
+    bool: _bool_from_wire,
+    str: _str_from_wire,
+    bytes: _bytes_from_wire,
+}
 
 
 # -- Signed objects ------------------------------------------------------------------

@@ -278,6 +278,18 @@ class Store:
     def held_count(self) -> int:
         return int(self._one("SELECT COUNT(*) FROM held"))
 
+    def held_totals(self, kind: str) -> tuple[int, int]:
+        """How many objects of ``kind`` are held, and their size in bytes."""
+        row = self._run(
+            "SELECT COUNT(*), COALESCE(SUM(LENGTH(data)), 0) FROM held WHERE kind = ?",
+            (kind,),
+        ).fetchone()
+        return int(row[0]), int(row[1])
+
+    def is_held(self, object_id: str) -> bool:
+        found = self._one("SELECT 1 FROM held WHERE id = ?", (object_id,))
+        return found is not None
+
     # -- Snapshots ----------------------------------------------------------------
 
     def add_snapshot(self, snapshot_id: str, created_ms: int, data: bytes) -> None:

@@ -25,7 +25,8 @@ from typing import Any, NoReturn
 
 from meshctl import render
 from meshd.client import Client, DaemonUnavailable, RpcError
-from meshd.errors import MeshError
+from meshd.errors import InvalidInput, MeshError
+from meshd.expiry import parse_expiry
 from meshd.paths import HOME_VARIABLE, client_socket
 
 EXIT_OK = 0
@@ -204,6 +205,49 @@ def seconds(text: str) -> float:
     if value < 0:
         raise argparse.ArgumentTypeError("must be 0 or more")
     return value
+
+
+def expiry(text: str) -> str:
+    """A delegation's expiry, checked here and sent as typed.
+
+    The daemon reads it again with its own clock; checking it first makes
+    a time without its zone or a duration that is not positive a usage
+    error rather than a refusal by the daemon.
+    """
+    try:
+        moment = parse_expiry(text, time.time())
+    except InvalidInput as exc:
+        raise argparse.ArgumentTypeError(f"{exc.message}: {quoted(text)}") from None
+    if moment <= time.time():
+        raise argparse.ArgumentTypeError(f"{quoted(text)} is not in the future")
+    return text
+
+
+# Options whose value may start with a dash followed by a digit (a negative
+# duration); argparse would read such a value as an unknown option.
+DASHED_VALUE_OPTIONS = ("--expires",)
+
+
+def attach_dashed_values(words: Sequence[str]) -> list[str]:
+    """``--expires -5s`` as ``--expires=-5s``, so that the value is checked
+    and refused with its own message instead of a puzzling one."""
+    joined: list[str] = []
+    index = 0
+    while index < len(words):
+        word, following = words[index], words[index + 1 : index + 2]
+        if word == "--":
+            return [*joined, *words[index:]]
+        if (
+            word in DASHED_VALUE_OPTIONS
+            and following
+            and re.match(r"-\d", following[0])
+        ):
+            joined.append(f"{word}={following[0]}")
+            index += 2
+            continue
+        joined.append(word)
+        index += 1
+    return joined
 
 
 def device_options(
@@ -640,7 +684,13 @@ COMMANDS: tuple[Command, ...] = (
         lambda parser: (
             parser.add_argument("--to", required=True, metavar="PUBKEY"),
             parser.add_argument("--capability", required=True),
-            parser.add_argument("--expires", metavar="T", help="expiry time"),
+            parser.add_argument(
+                "--expires",
+                type=expiry,
+                metavar="T",
+                help="a duration (12h, 7d), an ISO time with its zone, or epoch "
+                "seconds",
+            ),
         ),
         lambda a: {"to": a.to, "capability": a.capability, "expires": a.expires},
         text=render.pretty_json,
@@ -711,6 +761,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     as_json = "--json" in words
     if as_json:
         words = ["--json", *(word for word in words if word != "--json")]
+    words = attach_dashed_values(words)
     parser = build_parser()
     try:
         arguments = parser.parse_args(words)

@@ -1,0 +1,62 @@
+"""Reading when something typed by a person ends: ``7d``, an ISO time, or
+seconds since the epoch.
+
+Pure and free of cryptography, so meshctl can check an expiry before it
+sends anything and the daemon reads it the same way.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from meshd.errors import InvalidInput
+
+DEFAULT_LIFETIME_SECONDS = 24 * 3600.0
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION = re.compile(r"^(-?\d{1,6})([smhdw])$")
+_FORMS = "a duration (12h, 7d), an ISO time with its zone or seconds since the epoch"
+
+
+def parse_expiry(text: str | None, now: float) -> float:
+    """When something ends, in seconds since the epoch.
+
+    Accepts a duration (``30m``, ``12h``, ``7d``, ``2w``), an ISO 8601 time
+    with its zone, or seconds since the epoch; nothing means one day.
+
+    Raises:
+        InvalidInput: the text is none of these, a duration is zero or
+            negative, or a time has no zone.
+    """
+    if text is None or not text.strip():
+        return now + DEFAULT_LIFETIME_SECONDS
+    cleaned = text.strip()
+    duration = _DURATION.match(cleaned)
+    if duration:
+        return now + _positive(int(duration.group(1))) * _UNITS[duration.group(2)]
+    if cleaned.isdigit():
+        return float(cleaned)
+    return _zoned_time(cleaned)
+
+
+def _positive(amount: int) -> int:
+    if amount <= 0:
+        raise InvalidInput(
+            "A duration must be more than zero, such as 30m or 7d", field="expires"
+        )
+    return amount
+
+
+def _zoned_time(text: str) -> float:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(f"Give the expiry as {_FORMS}", field="expires") from None
+
+    # A time without its zone would mean a different moment on each device.
+    if moment.tzinfo is None:
+        raise InvalidInput(
+            "The expiry time needs its zone, such as Z or +02:00 at its end",
+            field="expires",
+        )
+    return moment.timestamp()

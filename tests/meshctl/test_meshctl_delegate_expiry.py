@@ -1,0 +1,83 @@
+"""``meshctl delegate --expires``: unusable expiries are bad usage, sent never."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import pytest
+
+from meshd.crypto.suite import DeviceKeys
+from tests.daemons import MeshdProcess
+from tests.daemons import meshctl_ok as ok
+
+AGENT = DeviceKeys.generate().public.signing.hex()
+
+
+@pytest.fixture(scope="module")
+def member(
+    shared_meshd: MeshdProcess, tmp_path_factory: pytest.TempPathFactory
+) -> MeshdProcess:
+    """This module's daemon, after founding a mesh: it may issue delegations."""
+    storage = tmp_path_factory.mktemp("expiry-storage")
+    ok(shared_meshd, "init", "--label", "alice", "--storage", str(storage))
+    return shared_meshd
+
+
+def delegate(daemon: MeshdProcess, *expiry: str) -> tuple[int, str, str]:
+    return daemon.meshctl("delegate", "--to", AGENT, "--capability", "mail", *expiry)
+
+
+@pytest.mark.parametrize(
+    ("expiry", "message"),
+    [
+        (["--expires", "2030-01-01T10:00"], "needs its zone"),
+        (["--expires", "-5s"], "more than zero"),
+        (["--expires=-5s"], "more than zero"),
+        (["--expires", "-2d"], "more than zero"),
+        (["--expires", "0s"], "more than zero"),
+        (["--expires", "1000"], "'1000' is not in the future"),
+        (["--expires", "2020-01-01T00:00Z"], "is not in the future"),
+        (["--expires", "next week"], "Give the expiry as a duration"),
+    ],
+)
+def test_an_unusable_expiry_is_bad_usage_and_issues_nothing(
+    member: MeshdProcess, expiry: list[str], message: str
+) -> None:
+    before = ok(member, "delegations")
+
+    status, out, err = delegate(member, *expiry)
+
+    assert (status, out) == (2, "")
+    assert err.startswith("usage:") and err.count("\n") == 2
+    assert message in err.splitlines()[1]
+    assert ok(member, "delegations") == before
+
+
+def test_an_unusable_expiry_with_json_is_a_json_usage_error(
+    member: MeshdProcess,
+) -> None:
+    status, _, err = member.meshctl(
+        "--json", "delegate", "--to", AGENT, "--capability", "x", "--expires", "-5s"
+    )
+
+    error = json.loads(err)["error"]
+    assert status == 2
+    assert error["data"] == {"reason": "usage"}
+    assert "more than zero" in error["message"]
+
+
+def test_a_zoned_time_and_a_duration_still_issue_delegations(
+    member: MeshdProcess,
+) -> None:
+    zoned = "2099-01-01T00:00+02:00"
+    issued = [
+        ok(member, "delegate", "--to", AGENT, "--capability", "a", "--expires", "2h"),
+        ok(
+            member, "delegate", "--to", AGENT, "--capability", "b", f"--expires={zoned}"
+        ),
+    ]
+
+    listed = {delegation["id"]: delegation for delegation in ok(member, "delegations")}
+    assert all(listed[delegation["id"]]["valid"] for delegation in issued)
+    assert issued[1]["expires_at"] == datetime.fromisoformat(zoned).timestamp()

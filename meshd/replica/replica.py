@@ -11,6 +11,12 @@ an ingest, the conflicts), which keeps start-up flat in the passport's size.
 Held ops (see :mod:`meshd.replica.ingest`) are stored and retried after each
 accepted op, after a snapshot, after a membership change and whenever the
 caller asks (:meth:`Replica.retry_held`), for example as the clock moves on.
+The hold is capped (:data:`MAX_HELD_OPS`, :data:`MAX_HELD_BYTES`): once it
+is full, a new op that would be held is refused instead (reason
+``hold_full``), so a member or a hostile storage flooding ops that cannot be
+used yet (timestamps far ahead, unknown heads) cannot grow the store without
+bound. Ops already held are never evicted by newcomers: which ops are kept
+depends only on the order they arrived in.
 """
 
 from __future__ import annotations
@@ -81,6 +87,13 @@ DEFAULT_SNAPSHOT_EVERY = 500
 # that depend on the previous one, and held ops are capped by this bound.
 _MAX_RETRY_PASSES = 64
 _HELD_OP = "op"
+# A device catching up holds a few ops at a time (clock skew, a mesh-log entry
+# not pulled yet); ten thousand ops or 64 MiB is far beyond that and still
+# bounds what a flood can make this device store and retry.
+MAX_HELD_OPS = 10_000
+MAX_HELD_BYTES = 64 * 1024 * 1024
+# The reason of an op refused because the hold is full.
+HOLD_FULL = "hold_full"
 # The replica_meta key of the merged passport as shown (canonical JSON).
 _PASSPORT_KEY = "passport"
 # The newest snapshot serves new devices; one more covers a finalizer race in
@@ -92,6 +105,8 @@ _SNAPSHOTS_KEPT = 2
 class ReplicaSettings:
     skew_ms: int = DEFAULT_SKEW_MS
     snapshot_every: int = DEFAULT_SNAPSHOT_EVERY
+    max_held_ops: int = MAX_HELD_OPS
+    max_held_bytes: int = MAX_HELD_BYTES
 
 
 @dataclass(frozen=True)
@@ -204,6 +219,8 @@ class Replica:
         self._loaded_merge: Merge | None = None
         self._passport_text: bytes | None = None
         self._passport_changed = False
+        # Held ops (count, bytes), read from the store when first needed.
+        self._held_usage: tuple[int, int] | None = None
 
     @property
     def _merge(self) -> Merge:
@@ -440,10 +457,7 @@ class Replica:
             # successor can arrive in the same batch.
             self._accept(decision.accepted, now_ms, observe=True)
         elif decision.verdict is Verdict.HELD:
-            # TODO: held ops are not capped; a member flooding ops far ahead
-            # of the clock or with missing predecessors fills the disk and
-            # slows every retry until it is revoked.
-            self.store.hold(decision.op_id, _HELD_OP, decision.reason, now_ms, data)
+            return self._hold(decision, data, now_ms)
         elif decision.verdict is Verdict.REJECTED:
             # Debug only: anyone who can write to storage can trigger this.
             logger.debug(
@@ -453,6 +467,41 @@ class Replica:
                 decision.reason,
             )
         return decision
+
+    def _hold(self, decision: Decision, data: bytes, now_ms: int) -> Decision:
+        """Keep an op for a later retry, or refuse it when the hold is full."""
+        if self.store.is_held(decision.op_id):
+            self.store.hold(decision.op_id, _HELD_OP, decision.reason, now_ms, data)
+            return decision
+
+        # Newcomers are refused rather than older ops evicted: the outcome
+        # depends only on the arrival order, and ops held first stay.
+        count, size = self._held_totals()
+        if (
+            count + 1 > self.settings.max_held_ops
+            or size + len(data) > self.settings.max_held_bytes
+        ):
+            return Decision(
+                Verdict.REJECTED,
+                HOLD_FULL,
+                decision.op_id,
+                decision.author,
+                decision.sequence,
+            )
+        self.store.hold(decision.op_id, _HELD_OP, decision.reason, now_ms, data)
+        self._held_usage = (count + 1, size + len(data))
+        return decision
+
+    def _held_totals(self) -> tuple[int, int]:
+        if self._held_usage is None:
+            self._held_usage = self.store.held_totals(_HELD_OP)
+        return self._held_usage
+
+    def _release(self, op_id: str, data: bytes) -> None:
+        self.store.release(op_id)
+        if self._held_usage is not None:
+            count, size = self._held_usage
+            self._held_usage = (count - 1, size - len(data))
 
     def _retry_held(self, now_ms: int) -> int:
         released = 0
@@ -471,7 +520,7 @@ class Replica:
                     if decision.reason != reason:
                         self.store.hold(op_id, _HELD_OP, decision.reason, now_ms, data)
                     continue
-                self.store.release(op_id)
+                self._release(op_id, data)
                 released += 1
                 if decision.accepted is not None:
                     self._accept(decision.accepted, now_ms, observe=True)
@@ -522,6 +571,19 @@ class Replica:
         for decision in decisions:
             counts[decision.verdict.value] = counts.get(decision.verdict.value, 0) + 1
         logger.debug("Replica ingest finished: %s", counts)
+
+        # One line per batch, not per op: a flood must not flood the log too.
+        refused = [d for d in decisions if d.reason == HOLD_FULL]
+        if refused:
+            logger.warning(
+                "Replica hold full: %s ops refused, first %s from %s"
+                " (at most %s ops or %s bytes wait for a retry)",
+                len(refused),
+                suite.short_id(refused[0].op_id),
+                suite.short_id(refused[0].author),
+                self.settings.max_held_ops,
+                self.settings.max_held_bytes,
+            )
 
     # -- Snapshots ------------------------------------------------------------------
 

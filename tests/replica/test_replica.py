@@ -237,3 +237,63 @@ def test_an_op_under_a_newer_mesh_head_waits_for_the_mesh_log(tmp_path: Path) ->
     behind.membership_changed(START + 2)
     assert behind.get("profile/name") == "Alice"
     assert behind.held() == []
+
+
+def test_a_flood_of_ops_from_the_future_fills_the_hold_and_the_rest_is_refused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    mesh = Mesh(tmp_path, 3, max_held_ops=3)
+    flooder, first, second = mesh.replicas
+    for index in range(5):
+        flooder.local_set(f"profile/k{index}", index, START + 3600 + index)
+    flood = flooder.ops_since({})
+
+    with caplog.at_level("WARNING", logger="meshd.replica.replica"):
+        decisions = first.ingest_many(flood, START)
+    second.ingest_many(flood, START)
+
+    assert [(d.verdict, d.reason) for d in decisions[3:]] == [
+        (Verdict.REJECTED, "hold_full"),
+        (Verdict.REJECTED, "hold_full"),
+    ]
+    assert [d.verdict for d in decisions[:3]] == [Verdict.HELD] * 3
+    assert "hold full: 2 ops refused" in caplog.text
+    # Which ops stay depends only on the order they came in.
+    assert first.held() == second.held()
+    assert {op_id for op_id, _ in first.held()} == {d.op_id for d in decisions[:3]}
+
+
+def test_a_full_hold_stays_full_after_a_restart_and_frees_up_as_time_passes(
+    tmp_path: Path,
+) -> None:
+    mesh = Mesh(tmp_path, 2, max_held_ops=2)
+    for index in range(3):
+        mesh.replicas[0].local_set(f"profile/k{index}", index, START + 3600)
+    flood = mesh.replicas[0].ops_since({})
+    mesh.replicas[1].ingest_many(flood[:2], START)
+    mesh.replicas[1].close()
+    reopened = mesh.open(1)
+
+    # An op already held may arrive again; a new one finds no room.
+    assert reopened.ingest(flood[0], START).verdict is Verdict.HELD
+    assert reopened.ingest(flood[2], START).reason == "hold_full"
+
+    # Once the clock reaches the ops, the hold empties and the refused op fits.
+    assert reopened.retry_held(START + 3600) == 2
+    assert reopened.ingest(flood[2], START + 3600).verdict is Verdict.ACCEPTED
+    assert reopened.get("profile") == {"k0": 0, "k1": 1, "k2": 2}
+    reopened.close()
+
+
+def test_the_hold_is_capped_in_bytes_too(tmp_path: Path) -> None:
+    mesh = Mesh(tmp_path, 2, max_held_bytes=10_000)
+    author, observer = mesh.replicas
+    author.local_set("profile/small", "x", START + 3600)
+    author.local_set("profile/large", "x" * 20_000, START + 3600)
+    small, large = author.ops_since({})
+    assert len(small) < 10_000 < len(large)
+
+    decisions = observer.ingest_many([small, large], START)
+
+    assert [d.reason for d in decisions] == ["clock_ahead", "hold_full"]
+    assert len(observer.held()) == 1

@@ -96,6 +96,27 @@ def test_three_wrong_codes_lock_the_request() -> None:
         )
 
 
+def test_restored_wrong_codes_count_toward_the_lock_and_never_go_down() -> None:
+    mesh = build("genesis A B C t=2")
+    book = ProposalBook()
+    pending = book.add(mesh.state, join(mesh))
+    right = short_code(pending.signed.body)
+    wrong = "999999" if right != "999999" else "111111"
+
+    book.restore_wrong_codes(pending.id, 2)
+    book.restore_wrong_codes(pending.id, 1)
+    with pytest.raises(TooManyAttempts):
+        book.approve(pending.id, mesh.state, mesh.key("A"), NOW, wrong)
+
+    fresh = ProposalBook()
+    again = fresh.add(mesh.state, join(mesh))
+    fresh.restore_wrong_codes(again.id, 3)
+    with pytest.raises(TooManyAttempts):
+        fresh.approve(
+            again.id, mesh.state, mesh.key("A"), NOW, short_code(again.signed.body)
+        )
+
+
 def test_enrollment_request_expires_after_five_minutes_by_default() -> None:
     mesh = build("genesis A B C t=2")
     book = ProposalBook()

@@ -400,21 +400,9 @@ def _int_from_wire(value: Any, where: str, name: str) -> int:
     return value
 
 
-def _bool_from_wire(value: Any, where: str, name: str) -> bool:
-    if type(value) is not bool:
-        raise DecodeError(f"{where}{name}: expected a boolean")
-    return value
-
-
-def _str_from_wire(value: Any, where: str, name: str) -> str:
-    if type(value) is not str:
-        raise DecodeError(f"{where}{name}: expected a string")
-    return value
-
-
-def _bytes_from_wire(value: Any, where: str, name: str) -> bytes:
-    if type(value) is not bytes:
-        raise DecodeError(f"{where}{name}: expected bytes")
+def _exact_from_wire(kind: type, label: str, value: Any, where: str, name: str) -> Any:
+    if type(value) is not kind:
+        raise DecodeError(f"{where}{name}: expected {label}")
     return value
 
 
@@ -426,9 +414,9 @@ def _unsupported(expected: Any, value: Any, where: str, name: str) -> Any:
 
 _SCALARS: dict[Any, _Decoder] = {
     int: _int_from_wire,
-    bool: _bool_from_wire,
-    str: _str_from_wire,
-    bytes: _bytes_from_wire,
+    bool: functools.partial(_exact_from_wire, bool, "a boolean"),
+    str: functools.partial(_exact_from_wire, str, "a string"),
+    bytes: functools.partial(_exact_from_wire, bytes, "bytes"),
 }
 
 

@@ -18,7 +18,6 @@ import time
 from typing import Any
 
 from bench.bench_support import at_most, interleaved_medians, sized
-from meshd.crypto.encoding import Signed
 from meshd.crypto.suite import DeviceKeys, sign_raw, verify_raw
 from meshd.mesh import state, vaults
 from meshd.mesh.log import MeshLog
@@ -43,7 +42,7 @@ def make_log(entries: int = ENTRIES) -> list[bytes]:
 
 def _time_validation(stored: list[bytes]) -> float:
     start = time.perf_counter()
-    log = MeshLog.from_entries([Signed.decode(data) for data in stored])
+    log = MeshLog.from_entries(stored)
     elapsed = time.perf_counter() - start
     assert log.position == len(stored) - 1
     return elapsed

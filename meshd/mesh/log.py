@@ -40,6 +40,7 @@ from meshd.mesh.state import (
     read_entry,
 )
 from meshd.mesh.view import MemberInfo
+from meshd.mesh.wire import decode_signed
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ class MeshLog:
             RollbackRefused: the entries do not reach ``accepted_head``.
             DecodeError / InvalidEntry / BadSignature: the genesis is invalid.
         """
-        signed = [e if isinstance(e, Signed) else Signed.decode(e) for e in entries]
+        signed = [e if isinstance(e, Signed) else decode_signed(e) for e in entries]
         if not signed:
             raise invalid("no_genesis", "A mesh log starts with its genesis")
         log = cls(signed[0], reader)

@@ -68,6 +68,7 @@ from meshd.mesh.records import (
 )
 from meshd.mesh.vaults import open_directory
 from meshd.mesh.view import MemberInfo
+from meshd.mesh.wire import decode_entry, decode_proposal, decode_signed
 
 logger = logging.getLogger(__name__)
 
@@ -323,7 +324,7 @@ def read_entry(signed: Signed) -> EntryBody:
     DecodeError: the body is not a mesh-log entry.
     InvalidEntry: the entry kind is unknown.
     """
-    body = EntryBody.decode(signed.body)
+    body = decode_entry(signed.body)
     if body.kind not in ENTRY_KINDS:
         raise invalid("unknown_kind", f"Unknown entry kind {body.kind!r}")
     return body
@@ -455,8 +456,8 @@ def open_proposal(data: bytes) -> tuple[Signed, Proposal]:
     """Raises:
     DecodeError: the bytes are not a Signed proposal.
     """
-    signed = Signed.decode(data)
-    return signed, Proposal.decode(signed.body)
+    signed = decode_signed(data)
+    return signed, decode_proposal(signed.body)
 
 
 def _apply_membership_change(
@@ -765,7 +766,7 @@ def _apply_lone_generation(
 def is_revocation(signed: Signed) -> bool:
     """Whether an entry revokes a device (fork rule 1)."""
     try:
-        body = EntryBody.decode(signed.body)
+        body = decode_entry(signed.body)
         if body.kind == REVOKE_DEVICE:
             return True
         if body.kind != ADD_DEVICE or not body.proposal:
@@ -779,7 +780,7 @@ def entry_signers(signed: Signed) -> frozenset[str]:
     """Every device that signed an entry: endorsers and finalizers (rule 2)."""
     signers = set(signed.signers())
     try:
-        body = EntryBody.decode(signed.body)
+        body = decode_entry(signed.body)
     except DecodeError:
         return frozenset(signers)
     signers.update(approval.signer for approval in body.approvals)

@@ -231,10 +231,11 @@ class MeshLog:
         return self._apply(signed, read_entry(signed))
 
     def _apply(self, signed: Signed, body: EntryBody) -> MeshState:
-        if entry_hash(signed) in self:
+        head = entry_hash(signed)
+        if head in self:
             return self.state
         if body.position == self.position + 1 and body.previous == self.head:
-            after = next_state(self.state, signed, self._reader, body)
+            after = next_state(self.state, signed, self._reader, body, head)
             return self._append(after, signed)
         if body.position > self.position + 1:
             raise invalid(

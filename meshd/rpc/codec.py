@@ -149,11 +149,17 @@ def _loads(line: bytes) -> Any:
     """
     try:
         text = line.decode("utf-8")
-        document = json.loads(text, parse_constant=_refuse_constant)
+        if text.startswith("\ufeff"):
+            raise ValueError("a byte order mark is not JSON")
+        document = _DECODER.decode(text)
     except RecursionError as exc:
         # Deep nesting ("[[[[...") exhausts the parser's stack: a parse error.
         raise ValueError("nesting too deep") from exc
-    _refuse_lone_surrogates(document)
+
+    # The strict UTF-8 decode already refused encoded surrogates, so only a
+    # "\u" escape can spell one: most lines need no walk.
+    if b"\\u" in line:
+        _refuse_lone_surrogates(document)
     return document
 
 
@@ -178,6 +184,11 @@ def _refuse_lone_surrogates(document: Any) -> None:
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+# Built once: json.loads and json.dumps with options build a new one per call.
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
 def parse_request(entry: Any) -> Item:
@@ -237,10 +248,22 @@ def encode(message: Any) -> bytes:
         ValueError: the message holds something JSON cannot carry (NaN, a
             non-string key, an object of an unknown type).
     """
+    return encode_json(message) + b"\n"
+
+
+def encode_json(value: Any) -> bytes:
+    """One JSON text, UTF-8, compact, without a newline.
+
+    Raises:
+        ValueError: the value holds something JSON cannot carry.
+    """
     try:
-        text = json.dumps(
-            message, ensure_ascii=False, allow_nan=False, separators=(",", ":")
-        )
+        text = _ENCODER.encode(value)
     except TypeError as exc:
         raise ValueError(str(exc)) from exc
-    return text.encode("utf-8") + b"\n"
+    return text.encode("utf-8")
+
+
+def encode_batch(responses: list[bytes]) -> bytes:
+    """One line holding the JSON texts of a batch's responses as an array."""
+    return b"[" + b",".join(responses) + b"]\n"

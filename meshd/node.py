@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,7 @@ from meshd.replica.paths import (
     JSONValue,
 )
 from meshd.rpc.methods import Handler, Method, optional, required
-from meshd.sync.engine import MAX_OBJECT_SIZE, SyncEngine
+from meshd.sync.engine import MAX_OBJECT_SIZE, Problem, SyncEngine
 from meshd.sync.layout import HeadName, LogEntryName, SegmentName, content_hash
 from meshd.sync.storage import RetryPolicy, StorageBackend
 
@@ -64,6 +65,24 @@ MAX_PROBLEM_WARNINGS = 5
 CONFLICT_MODES = (MODE_NEWEST, MODE_MANUAL)
 MAX_REASON_LENGTH = 500
 DEVICE_KINDS = ("phone", "laptop", "tablet", "watch", "desktop", "server", "other")
+
+
+@dataclass(frozen=True)
+class StatusSnapshot:
+    """A built status and the objects it was built from."""
+
+    inputs: tuple[object, ...]
+    fields: dict[str, Any]
+
+    def built_from(self, inputs: tuple[object, ...]) -> bool:
+        """True when ``inputs`` are the very objects this status came from.
+
+        Identity, not equality: comparing two mesh states field by field
+        would cost more than building the status again.
+        """
+        return len(inputs) == len(self.inputs) and all(
+            mine is theirs for mine, theirs in zip(self.inputs, inputs, strict=True)
+        )
 
 
 class MeshNode:
@@ -86,6 +105,7 @@ class MeshNode:
         self.last_round: dict[str, int] = {}
         self._wake = trio.Event()
         self._round_lock = trio.Lock()
+        self._status: StatusSnapshot | None = None
         self._connect()
 
     def _connect(self) -> None:
@@ -171,25 +191,48 @@ class MeshNode:
         return {"did": state.did, "device_id": self.device.device_id, "label": label}
 
     async def status(self) -> dict[str, Any]:
-        device = self.device
-        if device.log is None:
+        """This device, its mesh and what needs attention (``mesh.status``).
+
+        Everything but the join request is built once and kept until one of
+        the facts it comes from is replaced (see :meth:`_status_inputs`); the
+        request is read on every call because it expires with the clock.
+
+        Raises:
+            NoMesh: this device has no mesh yet.
+        """
+        if self.device.log is None:
             raise NoMesh()
-        state = device.log.state
-        warnings = list(state.warnings()) if device.state_name == MEMBER else []
-        if device.state_name != MEMBER:
-            warnings.append(_state_warning(device.state_name))
-        if self.last_error:
-            warnings.append(f"Storage unreachable: {self.last_error}")
-        engine_problems = [] if self.engine is None else list(self.engine.problems)
-        for problem in engine_problems[-MAX_PROBLEM_WARNINGS:]:
-            warnings.append(
-                f"Storage served a bad object: {problem.name} ({problem.reason})"
-            )
-        hidden = len(engine_problems) - MAX_PROBLEM_WARNINGS
-        if hidden > 0:
-            warnings.append(
-                f"... and {hidden} more storage problems: see 'meshctl --json status'"
-            )
+        inputs = self._status_inputs()
+        if self._status is None or not self._status.built_from(inputs):
+            self._status = StatusSnapshot(inputs, await self._build_status())
+
+        found = dict(self._status.fields)
+        found["request"] = self.device.my_request()
+        return found
+
+    def _status_inputs(self) -> tuple[object, ...]:
+        """The objects status is built from. The mesh state, the last round's
+        report and the keys are replaced, never changed in place; the storage
+        URL and the join request are only written by the handlers that then
+        connect a new backend; problems are only appended or dropped."""
+        device, engine = self.device, self.engine
+        problems = () if engine is None else engine.problems
+        return (
+            device.log,
+            None if device.log is None else device.log.state,
+            device.keys,
+            self.backend,
+            self.last_error,
+            self.last_round,
+            engine,
+            len(problems),
+            problems[-1] if problems else None,
+        )
+
+    async def _build_status(self) -> dict[str, Any]:
+        device = self.device
+        state = device.require_log().state
+        problems = [] if self.engine is None else list(self.engine.problems)
         return {
             "state": device.state_name,
             "did": state.did,
@@ -199,12 +242,34 @@ class MeshNode:
             "devices": await self.devices(),
             "position": state.position,
             "vault_generation": state.vault.number,
-            "warnings": warnings,
-            "problems": [{"name": p.name, "reason": p.reason} for p in engine_problems],
+            "warnings": self._status_warnings(problems),
+            "problems": [{"name": p.name, "reason": p.reason} for p in problems],
             "storage": device.storage_url,
-            "request": device.my_request(),
+            "request": None,
             "last_sync": self.last_round,
         }
+
+    def _status_warnings(self, problems: list[Problem]) -> list[str]:
+        """The mesh's own warnings, then this device's and storage's."""
+        device = self.device
+        state = device.require_log().state
+        warnings = list(state.warnings()) if device.state_name == MEMBER else []
+        if device.state_name != MEMBER:
+            warnings.append(_state_warning(device.state_name))
+        if self.last_error:
+            warnings.append(f"Storage unreachable: {self.last_error}")
+
+        # The newest few problems are enough to act on; --json has them all.
+        for problem in problems[-MAX_PROBLEM_WARNINGS:]:
+            warnings.append(
+                f"Storage served a bad object: {problem.name} ({problem.reason})"
+            )
+        hidden = len(problems) - MAX_PROBLEM_WARNINGS
+        if hidden > 0:
+            warnings.append(
+                f"... and {hidden} more storage problems: see 'meshctl --json status'"
+            )
+        return warnings
 
     async def invite(self) -> dict[str, Any]:
         return {"invite": self.device.invite()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -132,3 +133,48 @@ async def test_the_conflict_mode_takes_only_its_two_values(tmp_path: Path) -> No
     await phone.passport_set("settings/conflict_resolution", "manual")
 
     assert await phone.passport_get("settings/conflict_resolution") == "manual"
+
+
+async def test_status_after_a_device_joins_lists_it(tmp_path: Path) -> None:
+    phone, laptop, invite = await phone_and_laptop(tmp_path)
+    before = await phone.status()
+    request = await laptop.request_enrollment(invite, "laptop", "laptop")
+    await phone.sync_now()
+
+    await phone.approve(request["request_id"], request["code"])
+    after = await phone.status()
+
+    assert [device["name"] for device in before["devices"]] == ["phone"]
+    assert sorted(device["name"] for device in after["devices"]) == [
+        "laptop",
+        "phone",
+    ]
+    assert after["position"] > before["position"]
+
+
+async def test_status_shows_a_join_request_as_expired_after_its_expiry(
+    tmp_path: Path,
+) -> None:
+    storage = tmp_path / "storage"
+    storage.mkdir()
+    phone = new_node(tmp_path / "phone")
+    await phone.create("alice", str(storage), "phone", "phone")
+    now = [time.time()]
+    ensure_private_dir(tmp_path / "laptop")
+    laptop = MeshNode(
+        tmp_path / "laptop",
+        DeviceKeys.generate(),
+        EventBus(),
+        poll_seconds=30,
+        clock=lambda: now[0],
+    )
+    invite = (await phone.invite())["invite"]
+    await laptop.request_enrollment(invite, "laptop", "laptop")
+
+    waiting = await laptop.status()
+    now[0] += 6 * 60
+    expired = await laptop.status()
+
+    assert waiting["request"]["state"] == "pending"
+    assert expired["request"]["state"] == "expired"
+    assert expired["state"] == "joining"

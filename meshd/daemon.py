@@ -35,6 +35,7 @@ from meshd.events import EventBus
 from meshd.keystore import DeviceSecrets, Keystore, ensure_private_dir
 from meshd.node import MeshNode, mesh_methods
 from meshd.paths import Paths
+from meshd.rpc.codec import EncodedJson
 from meshd.rpc.listener import bind_socket, inherited_socket, remove_socket
 from meshd.rpc.methods import Method, MethodTable
 from meshd.rpc.server import RpcServer, Session
@@ -195,10 +196,10 @@ class DeviceService:
 
     # -- mesh --------------------------------------------------------------------
 
-    async def mesh_status(self) -> dict[str, Any]:
+    async def mesh_status(self) -> dict[str, Any] | EncodedJson:
         """Who this device is, its mesh and what needs attention."""
         if self.node is not None and self.node.device.log is not None:
-            return {"locked": False, **await self.node.status()}
+            return await self.node.status_json()
         # TODO: a locked device cannot show its id, because the keystore keeps
         # no public part in the clear; the user sees "device -" until unlock.
         locked = self.keys is None

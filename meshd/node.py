@@ -48,6 +48,7 @@ from meshd.replica.paths import (
     MODE_NEWEST,
     JSONValue,
 )
+from meshd.rpc.codec import EncodedJson, encode_json
 from meshd.rpc.methods import Handler, Method, optional, required
 from meshd.sync.engine import MAX_OBJECT_SIZE, Problem, SyncEngine
 from meshd.sync.layout import HeadName, LogEntryName, SegmentName, content_hash
@@ -65,14 +66,38 @@ MAX_PROBLEM_WARNINGS = 5
 CONFLICT_MODES = (MODE_NEWEST, MODE_MANUAL)
 MAX_REASON_LENGTH = 500
 DEVICE_KINDS = ("phone", "laptop", "tablet", "watch", "desktop", "server", "other")
+# The last fields of mesh.status: the request, read on every call, and after it.
+_STATUS_TAIL = ("request", "last_sync")
 
 
 @dataclass(frozen=True)
 class StatusSnapshot:
-    """A built status and the objects it was built from."""
+    """A built status, the objects it was built from and its JSON text.
+
+    ``head`` and ``tail`` are the JSON text of ``mesh.status`` (``locked``
+    first, as the daemon answers it) on either side of the request's value.
+    """
 
     inputs: tuple[object, ...]
     fields: dict[str, Any]
+    request_pending: bool
+    head: bytes
+    tail: bytes
+
+    @classmethod
+    def build(
+        cls, inputs: tuple[object, ...], fields: dict[str, Any], request_pending: bool
+    ) -> StatusSnapshot:
+        """Raises:
+        ValueError: a field holds something JSON cannot carry.
+        """
+        before: dict[str, Any] = {"locked": False}
+        before.update(
+            (key, value) for key, value in fields.items() if key not in _STATUS_TAIL
+        )
+        head = encode_json(before)[:-1] + b',"request":'
+        tail = b',"last_sync":' + encode_json(fields["last_sync"]) + b"}"
+        return cls(inputs, fields, request_pending, head, tail)
 
     def built_from(self, inputs: tuple[object, ...]) -> bool:
         """True when ``inputs`` are the very objects this status came from.
@@ -193,9 +218,28 @@ class MeshNode:
     async def status(self) -> dict[str, Any]:
         """This device, its mesh and what needs attention (``mesh.status``).
 
-        Everything but the join request is built once and kept until one of
-        the facts it comes from is replaced (see :meth:`_status_inputs`); the
-        request is read on every call because it expires with the clock.
+        Raises:
+            NoMesh: this device has no mesh yet.
+        """
+        snapshot = await self._status_snapshot()
+        found = dict(snapshot.fields)
+        found["request"] = self._status_request(snapshot)
+        return found
+
+    async def status_json(self) -> EncodedJson:
+        """:meth:`status` as the JSON text ``mesh.status`` sends, with
+        ``locked: false`` first; encoded once per built status.
+
+        Raises:
+            NoMesh: this device has no mesh yet.
+        """
+        snapshot = await self._status_snapshot()
+        request = encode_json(self._status_request(snapshot))
+        return EncodedJson(snapshot.head + request + snapshot.tail)
+
+    async def _status_snapshot(self) -> StatusSnapshot:
+        """The built status, built again only when one of the facts it comes
+        from was replaced (see :meth:`_status_inputs`).
 
         Raises:
             NoMesh: this device has no mesh yet.
@@ -204,17 +248,23 @@ class MeshNode:
             raise NoMesh()
         inputs = self._status_inputs()
         if self._status is None or not self._status.built_from(inputs):
-            self._status = StatusSnapshot(inputs, await self._build_status())
+            fields = await self._build_status()
+            pending = self.device.my_request() is not None
+            self._status = StatusSnapshot.build(inputs, fields, pending)
+        return self._status
 
-        found = dict(self._status.fields)
-        found["request"] = self.device.my_request()
-        return found
+    def _status_request(self, snapshot: StatusSnapshot) -> dict[str, Any] | None:
+        """This device's join request, read on every call while there is one
+        (it expires with the clock)."""
+        return self.device.my_request() if snapshot.request_pending else None
 
     def _status_inputs(self) -> tuple[object, ...]:
         """The objects status is built from. The mesh state, the last round's
         report and the keys are replaced, never changed in place; the storage
-        URL and the join request are only written by the handlers that then
-        connect a new backend; problems are only appended or dropped."""
+        URL and this device's join request are only written by the handlers
+        that then connect a new backend, and proposals arrive in sync rounds,
+        which end by replacing the last round's report or error; problems
+        are only appended or dropped."""
         device, engine = self.device, self.engine
         problems = () if engine is None else engine.problems
         return (

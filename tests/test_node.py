@@ -18,6 +18,7 @@ from meshd.errors import (
 from meshd.events import EventBus
 from meshd.keystore import ensure_private_dir
 from meshd.node import MeshNode
+from meshd.rpc.codec import encode_json
 
 
 def new_node(home: Path) -> MeshNode:
@@ -178,3 +179,16 @@ async def test_status_shows_a_join_request_as_expired_after_its_expiry(
     assert waiting["request"]["state"] == "pending"
     assert expired["request"]["state"] == "expired"
     assert expired["state"] == "joining"
+
+
+async def test_status_as_sent_is_the_status_with_locked_false_first(
+    tmp_path: Path,
+) -> None:
+    phone, laptop, invite = await phone_and_laptop(tmp_path)
+    await laptop.request_enrollment(invite, "laptop", "laptop")
+
+    for node in (phone, laptop):
+        sent = (await node.status_json()).text
+        expected = encode_json({"locked": False, **await node.status()})
+
+        assert sent == expected

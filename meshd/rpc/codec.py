@@ -85,6 +85,17 @@ class Batch:
 Message = Single | Batch
 
 
+@dataclass(frozen=True)
+class EncodedJson:
+    """A result already encoded by :func:`encode_json`, sent as it is.
+
+    A handler whose answer rarely changes returns one to spare the server
+    encoding the same result on every call.
+    """
+
+    text: bytes
+
+
 class LineBuffer:
     """Cuts a byte stream into lines of at most ``limit`` bytes."""
 
@@ -231,6 +242,26 @@ def _request_problem(entry: dict[str, Any]) -> str | None:
 
 def result_response(request_id: JsonId, result: Any) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "result": result, "id": request_id}
+
+
+def encode_result(request_id: JsonId, result: Any) -> bytes:
+    """The JSON text of a result response; an :class:`EncodedJson` result is
+    put in as it is, giving the same text as encoding the whole response.
+
+    Raises:
+        ValueError: the result holds something JSON cannot carry.
+    """
+    if isinstance(result, EncodedJson):
+        return b"".join(
+            (
+                b'{"jsonrpc":"2.0","result":',
+                result.text,
+                b',"id":',
+                encode_json(request_id),
+                b"}",
+            )
+        )
+    return encode_json(result_response(request_id, result))
 
 
 def error_response(error: ErrorObject) -> dict[str, Any]:

@@ -201,7 +201,7 @@ def _encoded_result(request: Request, result: Any) -> bytes:
     """The result response, encoded once; an internal error if JSON cannot
     carry the result."""
     try:
-        return codec.encode_json(codec.result_response(request.request_id, result))
+        return codec.encode_result(request.request_id, result)
     except ValueError:
         logger.error(
             "RPC method %s returned a result JSON cannot carry", request.method

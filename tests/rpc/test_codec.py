@@ -92,3 +92,17 @@ def test_encode_refuses_values_json_cannot_carry() -> None:
         codec.encode({"result": float("nan")})
     with pytest.raises(ValueError):
         codec.encode({"result": object()})
+
+
+@pytest.mark.parametrize("request_id", [1, "é", None, 2.5])
+def test_an_encoded_result_gives_the_same_response_as_encoding_it(
+    request_id: codec.JsonId,
+) -> None:
+    result = {"state": "member", "devices": [{"name": "téléphone"}], "n": None}
+
+    prepared = codec.encode_result(
+        request_id, codec.EncodedJson(codec.encode_json(result))
+    )
+
+    assert prepared == codec.encode_result(request_id, result)
+    assert prepared == codec.encode(codec.result_response(request_id, result))[:-1]

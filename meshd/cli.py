@@ -22,7 +22,7 @@ from pathlib import Path
 
 import trio
 
-from meshd.config import Config, load_config
+from meshd.config import LOG_LEVELS, Config, load_config
 from meshd.daemon import Daemon, DaemonStartError, read_passphrase_file
 from meshd.errors import MeshError
 from meshd.paths import resolve_paths
@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--socket", type=Path, help="listen on this socket path")
     run.add_argument(
         "--log-level",
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        choices=LOG_LEVELS,
         type=str.upper,
         help="log level (default INFO, or the config's)",
     )

@@ -41,6 +41,9 @@ KDF_STRENGTHS = {
 }
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
 @dataclass(frozen=True)
 class Config:
     """Settings of one daemon."""
@@ -88,13 +91,16 @@ def parse_config(document: dict[str, Any], origin: Path) -> Config:
         line_timeout=reader.get("rpc", "line_timeout", float, 10.0),
         stop_grace=reader.get("rpc", "stop_grace", float, 10.0),
     )
+    log_level = reader.get("daemon", "log_level", str, "INFO").upper()
+    if log_level not in LOG_LEVELS:
+        raise InvalidInput(f"{origin}: daemon.log_level must be one of {LOG_LEVELS}")
     strength = reader.get("keystore", "kdf", str, "moderate")
     if strength not in KDF_STRENGTHS:
         raise InvalidInput(
             f"{origin}: keystore.kdf must be one of {sorted(KDF_STRENGTHS)}"
         )
     return Config(
-        log_level=reader.get("daemon", "log_level", str, "INFO").upper(),
+        log_level=log_level,
         socket=Path(socket).expanduser() if socket else None,
         limits=limits,
         ring_size=reader.get("events", "ring_size", int, DEFAULT_RING_SIZE),

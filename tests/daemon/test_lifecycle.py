@@ -118,6 +118,16 @@ def test_bad_config_file_stops_the_start_with_one_line(
     assert "Traceback" not in daemon.log_text()
 
 
+def test_unknown_log_level_in_the_config_stops_the_start_with_one_line(
+    meshd_factory: MeshdFactory,
+) -> None:
+    daemon = meshd_factory.start(config='[daemon]\nlog_level = "bogus"\n', wait=False)
+
+    assert daemon.process.wait(30) == 1
+    assert "daemon.log_level" in daemon.log_text()
+    assert "Traceback" not in daemon.log_text()
+
+
 def test_a_corrupt_store_stops_the_start_with_one_line(
     meshd_factory: MeshdFactory,
 ) -> None:

@@ -8,6 +8,8 @@ import socket
 import stat
 from pathlib import Path
 
+import pytest
+
 from meshd.client import Client
 from tests.daemons import MeshdFactory, MeshdProcess
 
@@ -108,23 +110,20 @@ def test_request_in_progress_is_answered_before_the_daemon_stops(
     assert b'"openrpc"' in answer
 
 
+@pytest.mark.parametrize(
+    ("config", "named"),
+    [
+        ("[rpc]\nmax_connections = 'many'\n", "max_connections"),
+        ('[daemon]\nlog_level = "bogus"\n', "daemon.log_level"),
+    ],
+)
 def test_bad_config_file_stops_the_start_with_one_line(
-    meshd_factory: MeshdFactory,
+    meshd_factory: MeshdFactory, config: str, named: str
 ) -> None:
-    daemon = meshd_factory.start(config="[rpc]\nmax_connections = 'many'\n", wait=False)
+    daemon = meshd_factory.start(config=config, wait=False)
 
     assert daemon.process.wait(30) == 1
-    assert "max_connections" in daemon.log_text()
-    assert "Traceback" not in daemon.log_text()
-
-
-def test_unknown_log_level_in_the_config_stops_the_start_with_one_line(
-    meshd_factory: MeshdFactory,
-) -> None:
-    daemon = meshd_factory.start(config='[daemon]\nlog_level = "bogus"\n', wait=False)
-
-    assert daemon.process.wait(30) == 1
-    assert "daemon.log_level" in daemon.log_text()
+    assert named in daemon.log_text()
     assert "Traceback" not in daemon.log_text()
 
 

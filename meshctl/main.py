@@ -181,16 +181,24 @@ def confirmation_code(text: str) -> str:
     return text
 
 
-def positive_int(text: str) -> int:
+def whole_number(text: str, minimum: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"not a whole number: {quoted(text)}"
         ) from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be 1 or more")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be {minimum} or more")
     return value
+
+
+def positive_int(text: str) -> int:
+    return whole_number(text, 1)
+
+
+def event_id(text: str) -> int:
+    return whole_number(text, 0)
 
 
 def seconds(text: str) -> float:
@@ -709,7 +717,7 @@ COMMANDS: tuple[Command, ...] = (
         lambda parser: (
             parser.add_argument(
                 "--since",
-                type=int,
+                type=event_id,
                 metavar="ID",
                 help="resume after this event id (0: all kept)",
             ),

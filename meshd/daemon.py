@@ -30,7 +30,7 @@ import trio
 
 from meshd.config import Config
 from meshd.crypto.suite import DeviceKeys, short_id
-from meshd.errors import InvalidState, Locked, MeshError, NotFound
+from meshd.errors import InvalidInput, Locked, MeshError, NotFound
 from meshd.events import EventBus
 from meshd.keystore import DeviceSecrets, Keystore, ensure_private_dir
 from meshd.node import MeshNode, mesh_methods
@@ -68,7 +68,7 @@ class DeviceService:
         self.paths = paths
         self.config = config
         self.keystore = Keystore(paths.state)
-        self.events = EventBus(config.ring_size)
+        self.events = EventBus.numbered_from_clock(config.ring_size)
         self.keys: DeviceKeys | None = None
         self.methods = MethodTable(method_table(self))
         self.methods.register(*mesh_methods(self.require_node))
@@ -220,7 +220,7 @@ class DeviceService:
     async def subscribe(self, session: Session, since: int | None) -> dict[str, Any]:
         """Start streaming events on ``session``; see :mod:`meshd.events`."""
         if since is not None and since < 0:
-            raise InvalidState("since must be 0 or more", field="since")
+            raise InvalidInput("since must be 0 or more", field="since")
         subscription, replay = self.events.subscribe(since)
 
         async def stream() -> None:

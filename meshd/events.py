@@ -1,13 +1,15 @@
 """The event bus: what happened on this device, with increasing ids.
 
-Every event gets the next id of this daemon run. A bounded ring keeps the
-most recent ones so a client that reconnects can ask for everything after
-the last id it saw (``since``) and miss nothing, as long as it was not away
-for longer than the ring holds; the subscribe answer says when it was.
+Every event gets the next id. A bounded ring keeps the most recent ones so
+a client that reconnects can ask for everything after the last id it saw
+(``since``) and miss nothing, as long as it was not away for longer than the
+ring holds; the subscribe answer says when it was.
 
-Ids restart at 1 when the daemon restarts. A client that asks for a
-``since`` above the newest id is therefore talking to a restarted daemon and
-gets the whole ring.
+A daemon numbers its events on from the wall clock in microseconds at its
+start, so ids keep growing across restarts: a client that resumes with an id
+of an earlier run gets every event of the new run, told that it may have
+missed some. A ``since`` above the newest id (a clock set back between runs)
+also gets the whole ring.
 
 Subscribers each have a bounded queue. One that does not keep up is dropped
 (its stream ends) rather than slowing the daemon; it reconnects with
@@ -90,10 +92,15 @@ class Subscription:
 class EventBus:
     """Publishes events to subscribers and keeps the recent ones."""
 
-    def __init__(self, ring_size: int = DEFAULT_RING_SIZE) -> None:
+    def __init__(self, ring_size: int = DEFAULT_RING_SIZE, first_id: int = 1) -> None:
         self._ring: deque[Event] = deque(maxlen=ring_size)
         self._subscribers: list[Subscription] = []
-        self._latest = 0
+        self._latest = first_id - 1
+
+    @classmethod
+    def numbered_from_clock(cls, ring_size: int = DEFAULT_RING_SIZE) -> EventBus:
+        """A bus whose ids start above those of any earlier daemon run."""
+        return cls(ring_size, first_id=time.time_ns() // 1000)
 
     @property
     def latest(self) -> int:
@@ -130,7 +137,8 @@ class EventBus:
         if since is None:
             return Replay((), self._latest, False)
         if since > self._latest:
-            # Ids above the newest come from before a restart: send everything.
+            # Ids above the newest come from a run whose clock was ahead:
+            # send everything.
             since = 0
         events = tuple(event for event in self._ring if event.id > since)
         oldest = self._ring[0].id if self._ring else self._latest + 1

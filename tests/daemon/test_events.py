@@ -52,5 +52,21 @@ def test_events_stream_over_the_socket_with_increasing_ids(
         first = next(iter(stream))
 
     assert first["type"] == "daemon.started"
-    assert first["id"] == 1
-    assert stream.latest >= 1
+    assert stream.latest >= first["id"] > 0
+
+
+def test_a_client_resuming_across_a_restart_gets_the_new_runs_events(
+    meshd_factory: MeshdFactory,
+) -> None:
+    daemon = meshd_factory.start()
+    with daemon.client().subscribe(since=0) as stream:
+        last_seen = next(iter(stream))["id"]
+    assert daemon.stop() == 0
+
+    again = meshd_factory.start(daemon.home)
+    with again.client().subscribe(since=last_seen) as stream:
+        first = next(iter(stream))
+
+    assert first["type"] == "daemon.started"
+    assert first["id"] > last_seen
+    assert stream.missed

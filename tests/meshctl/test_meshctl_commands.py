@@ -69,12 +69,12 @@ def test_command_the_daemon_cannot_serve_yet_is_one_line_and_exit_1(
 def test_daemon_error_with_json_goes_to_stderr_as_an_error_object(
     shared_meshd: MeshdProcess,
 ) -> None:
-    status, out, err = shared_meshd.meshctl("--json", "events", "--since", "-3")
+    status, out, err = shared_meshd.meshctl("--json", "passport", "get", "profile/name")
 
     error = json.loads(err)["error"]
     assert status == 1 and out == ""
-    assert error["code"] == -32013
-    assert error["data"]["reason"] == "invalid_state"
+    assert error["code"] == -32076
+    assert error["data"]["reason"] == "no_mesh"
 
 
 def test_no_daemon_exits_3_with_a_hint_to_start_one(tmp_path: Path) -> None:
@@ -99,6 +99,8 @@ def test_no_daemon_with_json_is_an_error_object(tmp_path: Path) -> None:
         ["threshold", "zero"],
         ["passport", "set", "path", "{not json"],
         ["approve"],
+        ["events", "--since=-1"],
+        ["threshold", "-1"],
         ["--home", "a", "--socket", "b", "status"],
         [],
     ],

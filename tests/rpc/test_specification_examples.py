@@ -207,6 +207,6 @@ def test_application_error_carries_code_message_and_reason(
     )
 
     error = answers[0]["error"]
-    assert error["code"] == -32013
-    assert error["data"]["reason"] == "invalid_state"
+    assert error["code"] == -32001
+    assert error["data"]["reason"] == "invalid_input"
     assert "since" in error["message"]

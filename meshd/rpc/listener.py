@@ -77,7 +77,9 @@ def bind_socket(path: Path) -> socket.socket:
         listener.bind(str(path))
     except OSError as exc:
         listener.close()
-        raise SocketUnavailable(f"Cannot bind {path}: {exc.strerror}") from exc
+        # A path too long for a Unix socket fails with no strerror.
+        detail = exc.strerror or f"{exc}: use a shorter --home or --socket"
+        raise SocketUnavailable(f"Cannot bind {path}: {detail}") from exc
     finally:
         os.umask(previous)
     os.chmod(path, 0o600)

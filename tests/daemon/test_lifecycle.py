@@ -127,6 +127,16 @@ def test_bad_config_file_stops_the_start_with_one_line(
     assert "Traceback" not in daemon.log_text()
 
 
+def test_a_home_too_deep_for_a_socket_path_says_so_in_one_line(
+    meshd_factory: MeshdFactory, tmp_path: Path
+) -> None:
+    daemon = meshd_factory.start(tmp_path / ("deep" * 30), wait=False)
+
+    assert daemon.process.wait(30) == 1
+    assert "use a shorter --home or --socket" in daemon.log_text()
+    assert "Traceback" not in daemon.log_text()
+
+
 def test_a_corrupt_store_stops_the_start_with_one_line(
     meshd_factory: MeshdFactory,
 ) -> None:

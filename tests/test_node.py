@@ -119,10 +119,10 @@ async def test_a_device_cannot_take_back_its_approval_by_rejecting(
     await phone.sync_now()
     await phone.approve(request["request_id"], request["code"])
     await laptop.sync_now()
-    proposal = await laptop.set_threshold(1)
+    proposal = await laptop.prove("c-1", None, True)
 
     with pytest.raises(InvalidState):
-        await laptop.reject(proposal["id"])
+        await laptop.reject(proposal["proposal_id"])
 
 
 async def test_the_conflict_mode_takes_only_its_two_values(tmp_path: Path) -> None:
@@ -192,3 +192,18 @@ async def test_status_as_sent_is_the_status_with_locked_false_first(
         expected = encode_json({"locked": False, **await node.status()})
 
         assert sent == expected
+
+
+async def test_status_shows_objects_that_vanished_from_storage(
+    tmp_path: Path,
+) -> None:
+    phone, _, _ = await phone_and_laptop(tmp_path)
+    before = await phone.status()
+    (tmp_path / "storage").rename(tmp_path / "moved")
+
+    await phone.sync_now()
+    after = await phone.status()
+
+    assert before["problems"] == []
+    assert after["problems"]
+    assert any("bad object" in warning for warning in after["warnings"])

@@ -16,8 +16,11 @@ Every foreign op gets exactly one :class:`Decision`:
   snapshot that covers the op makes it a duplicate).
 - ``rejected``: breaks the rules and is dropped. Reasons: ``malformed``,
   ``wrong_mesh``, ``not_a_member``, ``inactive_author``, ``bad_signature``,
-  ``past_cutoff``, ``equivocation`` (another op already holds that sequence),
-  ``decryption_failed``, ``invalid_payload``.
+  ``past_cutoff``, ``op_equivocation`` (another op of the same author already
+  holds that sequence: the author signed two histories, or two copies of one
+  device are writing; the op accepted first stays, so every replica keeps
+  what it has and the refusal is evidence to show), ``decryption_failed``,
+  ``invalid_payload``.
 
 The checks run cheapest first and never decrypt an op that will be held.
 """
@@ -49,6 +52,10 @@ logger = logging.getLogger(__name__)
 # between a person's devices, short enough that a skewed clock cannot pin a
 # value for long.
 DEFAULT_SKEW_MS = 5 * 60 * 1000
+
+# The reason of an op refused because its author already has another op at
+# that sequence here.
+OP_EQUIVOCATION = "op_equivocation"
 
 
 class Verdict(enum.Enum):
@@ -194,7 +201,7 @@ def _placement(
     vector = known.version_vector()
     if vector.get(body.author, 0) >= body.sequence:
         if known.op_at(body.author, body.sequence) is not None:
-            return Verdict.REJECTED, "equivocation"
+            return Verdict.REJECTED, OP_EQUIVOCATION
         return Verdict.DUPLICATE, "covered"
     if body.wall_ms > now_ms + skew_ms:
         return Verdict.HELD, "clock_ahead"

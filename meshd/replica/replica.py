@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -52,6 +52,7 @@ from meshd.replica.delegation import (
 from meshd.replica.head import HeadBody, make_head
 from meshd.replica.ingest import (
     DEFAULT_SKEW_MS,
+    OP_EQUIVOCATION,
     AcceptedOp,
     Decision,
     Reader,
@@ -419,7 +420,7 @@ class Replica:
         now_ms = seconds_to_ms(now)
         try:
             with self.store.transaction():
-                decisions = [self._ingest_one(data, now_ms) for data in ops]
+                decisions = self._ingest_batch(ops, now_ms)
                 if any(d.verdict is Verdict.ACCEPTED for d in decisions):
                     self._retry_held(now_ms)
                 self._save_meta()
@@ -448,10 +449,37 @@ class Replica:
         self._maybe_snapshot(now_ms)
         return released
 
-    def _ingest_one(self, data: bytes, now_ms: int) -> Decision:
+    def _ingest_batch(self, ops: Iterable[bytes], now_ms: int) -> list[Decision]:
+        decisions = []
+        # Once an op of an author is refused as an equivocation, its later ops
+        # in the same batch were made on the refused one: they are refused
+        # too, so this replica never stacks the other copy's ops on its own.
+        equivocating: set[str] = set()
+        for data in ops:
+            decision = self._ingest_one(data, now_ms, equivocating)
+            if decision.reason == OP_EQUIVOCATION and decision.author not in (
+                equivocating
+            ):
+                equivocating.add(decision.author)
+                # Only a holder of the author's signing key can make one: one
+                # line per author and batch, and status shows the evidence.
+                logger.warning(
+                    "Op %s from %s refused: another op holds sequence %s",
+                    suite.short_id(decision.op_id),
+                    suite.short_id(decision.author),
+                    decision.sequence,
+                )
+            decisions.append(decision)
+        return decisions
+
+    def _ingest_one(
+        self, data: bytes, now_ms: int, equivocating: Collection[str] = frozenset()
+    ) -> Decision:
         decision = decide(
             data, self.view, self._knowledge, self.reader, now_ms, self.settings.skew_ms
         )
+        if decision.author in equivocating and decision.verdict in _USABLE:
+            decision = _refused_as_equivocation(decision)
         if decision.accepted is not None:
             # Accept each op before deciding the next, so an op and its
             # successor can arrive in the same batch.
@@ -776,6 +804,21 @@ class Replica:
         if dropped:
             logger.warning("Replica dropped %s ops past a revocation cut-off", dropped)
         return dropped
+
+
+# Verdicts under which an op would be kept (now or for a retry).
+_USABLE = frozenset({Verdict.ACCEPTED, Verdict.HELD})
+
+
+def _refused_as_equivocation(decision: Decision) -> Decision:
+    """The same op, refused: it follows an equivocation of its author."""
+    return Decision(
+        Verdict.REJECTED,
+        OP_EQUIVOCATION,
+        decision.op_id,
+        decision.author,
+        decision.sequence,
+    )
 
 
 def _passport_text(passport: dict[str, Any]) -> bytes:

@@ -189,6 +189,16 @@ class Store:
         )
         return found
 
+    def ops_between(self, author: str, first: int, last: int) -> list[bytes]:
+        """The stored ops of ``author`` at sequences ``first..last``, in order
+        (one range read of the author-and-sequence index)."""
+        rows = self._run(
+            "SELECT data FROM ops WHERE author = ? AND sequence BETWEEN ? AND ?"
+            " ORDER BY sequence",
+            (author, first, last),
+        )
+        return [bytes(row[0]) for row in rows]
+
     def op_ids(self) -> list[str]:
         return [row[0] for row in self._run("SELECT op_id FROM ops ORDER BY rowid")]
 

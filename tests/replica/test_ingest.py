@@ -234,7 +234,7 @@ def test_a_second_op_at_a_taken_sequence_is_rejected(alice, bob, view) -> None:
     known = Known()
     known.add(op_by(alice, view, sequence=1))
     decision = decide(op_by(alice, view).data, view, known, reader_for(bob), NOW_MS)
-    assert (decision.verdict, decision.reason) == (Verdict.REJECTED, "equivocation")
+    assert (decision.verdict, decision.reason) == (Verdict.REJECTED, "op_equivocation")
 
 
 def test_an_op_not_wrapped_to_this_device_is_held(alice, view) -> None:

@@ -62,16 +62,30 @@ def json_text(value: Any) -> str:
     return "\n".join(clean(line) for line in dumped.split("\n"))
 
 
+# A write answered before storage took it: it is saved, and not lost.
+NOT_PUSHED = (
+    "saved on this device; storage not reached yet, "
+    "it will be pushed when storage answers"
+)
+
+
 def fields(result: Any) -> str:
-    """``key: value`` lines for an object, the value itself otherwise."""
+    """``key: value`` lines for an object, the value itself otherwise.
+
+    A write that storage has not taken yet (``pushed: false``) says so in
+    words on a last line.
+    """
     if not isinstance(result, dict):
         return json_text(result)
     keys = [clean(str(key)) for key in result]
     width = max((len(key) for key in keys), default=0)
-    return "\n".join(
+    lines = [
         f"{key.ljust(width)}  {value_text(value)}"
         for key, value in zip(keys, result.values(), strict=True)
-    )
+    ]
+    if result.get("pushed") is False:
+        lines.append(NOT_PUSHED)
+    return "\n".join(lines)
 
 
 def time_text(value: Any, now: float | None = None) -> str:

@@ -5,8 +5,11 @@
 engine, polls storage in the background, and serves the ``mesh.*``,
 ``device.*``, ``enrollment.*``, ``recovery.*``, ``proposal.*``,
 ``passport.*``, ``conflict.*`` and ``sync.*`` methods. Handlers do their
-local work synchronously (SQLite, pure cores) and then ask for a sync round,
-so a change reaches storage without waiting for the next poll.
+local work synchronously (SQLite, pure cores) and then ask the sync loop for
+a round, so a change reaches storage without waiting for the next poll. They
+wait for that round only :data:`PUSH_WAIT_SECONDS`: a change is saved once it
+is committed on this device, and a slow or hung storage only delays its push
+(the answer says ``pushed: false``), never the answer itself.
 """
 
 from __future__ import annotations
@@ -60,6 +63,9 @@ DEFAULT_POLL_SECONDS = 3.0
 # Backoff after storage errors: doubling from one poll interval up to a
 # minute, so an outage costs few requests and recovery is noticed quickly.
 MAX_BACKOFF_SECONDS = 60.0
+# How long a write waits for its push before answering: long enough for a
+# storage that answers at all, far below the client's patience.
+PUSH_WAIT_SECONDS = 3.0
 MAX_LABEL_LENGTH = 100
 # Status lists the newest storage problems as warnings; --json has them all.
 MAX_PROBLEM_WARNINGS = 5
@@ -130,6 +136,13 @@ class MeshNode:
         self.last_round: dict[str, int] = {}
         self._wake = trio.Event()
         self._round_lock = trio.Lock()
+        # Rounds are numbered as they begin; a write waits for the first
+        # round that began after it was committed.
+        self._loop_running = False
+        self._rounds_begun = 0
+        self._rounds_ended = 0
+        self._rounds_stored = 0
+        self._round_ended = trio.Event()
         self._status: StatusSnapshot | None = None
         self._connect()
 
@@ -148,6 +161,7 @@ class MeshNode:
         """Poll storage until cancelled; a handler's change wakes it early."""
         logger.info("Sync loop started for %s", short_id(self.device.device_id))
         backoff = self.poll_seconds
+        self._loop_running = True
         try:
             while True:
                 with trio.move_on_after(backoff):
@@ -161,7 +175,12 @@ class MeshNode:
                 except StorageUnavailable:
                     backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
                     backoff *= 0.5 + random.random() / 2
+                except MeshError as exc:
+                    # Writes now leave their rounds to this loop: one refused
+                    # object must not stop every later push.
+                    logger.warning("Sync round failed: %s", exc)
         finally:
+            self._loop_running = False
             logger.info("Sync loop stopped for %s", short_id(self.device.device_id))
 
     def wake(self) -> None:
@@ -177,13 +196,18 @@ class MeshNode:
         if self.engine is None:
             raise NoMesh()
         async with self._round_lock:
+            self._rounds_begun += 1
+            number, stored = self._rounds_begun, False
             state_before = self.device.state_name
             try:
                 report = await self.engine.run_round()
+                stored = True
             except StorageUnavailable as exc:
                 self.last_error = exc.message
                 self.events.publish("sync.failed", reason=exc.reason)
                 raise
+            finally:
+                self._round_over(number, stored)
         self.last_error = None
         self.last_round = {
             "pushed": report.pushed,
@@ -211,9 +235,14 @@ class MeshNode:
         storage = await check_storage(storage)
         state = self.device.create_mesh(label, storage, device_name, device_kind)
         self._connect()
-        await self._push_now()
+        pushed = await self._push_now()
         self.events.publish("mesh.created", did=state.did)
-        return {"did": state.did, "device_id": self.device.device_id, "label": label}
+        return {
+            "did": state.did,
+            "device_id": self.device.device_id,
+            "label": label,
+            "pushed": pushed,
+        }
 
     async def status(self) -> dict[str, Any]:
         """This device, its mesh and what needs attention (``mesh.status``).
@@ -387,7 +416,7 @@ class MeshNode:
         }
         result = self.device.request_enrollment(name, kind, cutoffs)
         self._connect()
-        await self._push_now()
+        result["pushed"] = await self._push_now()
         self.events.publish("enrollment.requested", request_id=result["request_id"])
         return result
 
@@ -423,23 +452,23 @@ class MeshNode:
     async def approve(self, id: str, code: str | None) -> dict[str, Any]:
         result = self.device.approve(id, code)
         self.events.publish("proposal.approved", id=result["id"], state=result["state"])
-        await self._push_now()
+        result["pushed"] = await self._push_now()
         return result
 
     async def reject(self, id: str) -> dict[str, Any]:
         result = self.device.reject(id)
-        await self._push_now()
+        result["pushed"] = await self._push_now()
         return result
 
     async def revoke(self, device_id: str, reason: str) -> dict[str, Any]:
         check_text(reason, "reason", MAX_REASON_LENGTH)
         result = self.device.propose_revoke(device_id, reason)
-        await self._push_now()
+        result["pushed"] = await self._push_now()
         return result
 
     async def set_threshold(self, threshold: int) -> dict[str, Any]:
         result = self.device.propose_threshold(threshold)
-        await self._push_now()
+        result["pushed"] = await self._push_now()
         return result
 
     # -- passport.* and conflict.* ---------------------------------------------
@@ -457,20 +486,20 @@ class MeshNode:
                 f"{path} is one of: {', '.join(CONFLICT_MODES)}", field="value"
             )
         op_id = replica.local_set(path, value, self.device.clock())
-        await self._push_now()
-        return {"path": path, "op_id": op_id}
+        pushed = await self._push_now()
+        return {"path": path, "op_id": op_id, "pushed": pushed}
 
     async def passport_delete(self, path: str) -> dict[str, Any]:
         _, replica = self.device.require_member()
         op_id = replica.local_delete(path, self.device.clock())
-        await self._push_now()
-        return {"path": path, "op_id": op_id}
+        pushed = await self._push_now()
+        return {"path": path, "op_id": op_id, "pushed": pushed}
 
     async def add_capability(self, name: str, data: Any) -> dict[str, Any]:
         _, replica = self.device.require_member()
         capability_id, op_id = replica.add_capability(name, data, self.device.clock())
-        await self._push_now()
-        return {"capability_id": capability_id, "op_id": op_id}
+        pushed = await self._push_now()
+        return {"capability_id": capability_id, "op_id": op_id, "pushed": pushed}
 
     async def conflicts(self) -> list[dict[str, Any]]:
         _, replica = self.device.require_member()
@@ -479,8 +508,8 @@ class MeshNode:
     async def resolve(self, id: str, pick: str) -> dict[str, Any]:
         _, replica = self.device.require_member()
         op_id = replica.resolve(id, pick, self.device.clock())
-        await self._push_now()
-        return {"id": id, "op_id": op_id}
+        pushed = await self._push_now()
+        return {"id": id, "op_id": op_id, "pushed": pushed}
 
     # -- sync.* ----------------------------------------------------------------
 
@@ -490,14 +519,54 @@ class MeshNode:
         report = await self.sync_round()
         return {**report, "storage": self.device.storage_url}
 
-    async def _push_now(self) -> None:
-        """Try one round right away; a storage outage is left to the loop."""
+    def _round_over(self, number: int, stored: bool) -> None:
+        """Note that round ``number`` ended, and whether storage took it."""
+        self._rounds_ended = number
+        if stored:
+            self._rounds_stored = number
+
+        # Wake every write waiting for this round, then arm the next wait.
+        self._round_ended.set()
+        self._round_ended = trio.Event()
+
+    async def _push_now(self) -> bool:
+        """Push what this device just committed, waiting at most
+        :data:`PUSH_WAIT_SECONDS` for storage to take it.
+
+        The sync loop runs the round, so a push that outlasts the wait goes
+        on in the background (and, if storage fails, is retried by the loop)
+        while only one round runs at a time. Without a running loop (a node
+        used without the daemon) the round runs here, to its end.
+
+        Returns:
+            True when a round that began after the change reached storage.
+        """
+        if self.engine is None:
+            return False
+        if not self._loop_running:
+            return await self._round_here()
+
+        # The next round to begin is the first one that carries the change.
+        wanted = self._rounds_begun + 1
+        self.wake()
+        with trio.move_on_after(PUSH_WAIT_SECONDS):
+            while self._rounds_ended < wanted:
+                await self._round_ended.wait()
+        if self._rounds_stored < wanted:
+            logger.info("Sync push still under way: the change is saved here")
+        return self._rounds_stored >= wanted
+
+    async def _round_here(self) -> bool:
+        """One round in the caller's task; an outage is left to the loop."""
         try:
             await self.sync_round()
         except StorageUnavailable as exc:
             logger.warning("Sync deferred: %s", exc.message)
+            return False
         except MeshError as exc:
             logger.debug("Sync round skipped: %s", exc)
+            return False
+        return True
 
     # -- device.rotate_key ------------------------------------------------------
 
@@ -540,8 +609,12 @@ class MeshNode:
             self.device.complete_rotation(entry, new_keys)
         rotated_at = self.device.clock()
         self.events.publish("device.key_rotated", device_id=self.device.device_id)
-        await self._push_now()
-        return {"device_id": self.device.device_id, "rotated_at": rotated_at}
+        pushed = await self._push_now()
+        return {
+            "device_id": self.device.device_id,
+            "rotated_at": rotated_at,
+            "pushed": pushed,
+        }
 
     # -- auth.* ----------------------------------------------------------------
 
@@ -550,7 +623,7 @@ class MeshNode:
     ) -> dict[str, Any]:
         result = self.device.prove(challenge, audience or "", threshold)
         if threshold:
-            await self._push_now()
+            result["pushed"] = await self._push_now()
         return result
 
     async def auth_proof(self, id: str) -> dict[str, Any]:
@@ -584,7 +657,7 @@ class MeshNode:
         result = self.device.issue_delegation(
             parse_agent_key(to), capabilities, expires_at
         )
-        await self._push_now()
+        result["pushed"] = await self._push_now()
         return result
 
     async def delegations(self) -> list[dict[str, Any]]:
@@ -625,7 +698,7 @@ def mesh_methods(node: Callable[[], MeshNode]) -> list[Method]:
                 kind,
             ),
             summary="Create a mesh with this device as its first member",
-            result="{did, device_id, label}",
+            result="{did, device_id, label, pushed}",
         ),
         Method(
             "mesh.invite",
@@ -644,7 +717,7 @@ def mesh_methods(node: Callable[[], MeshNode]) -> list[Method]:
             handler("set_threshold"),
             params=(required("threshold", "integer"),),
             summary="Propose a new threshold, approved by this device",
-            result="{proposal_id, id, approvals, required, state}",
+            result="{proposal_id, id, approvals, required, state, pushed}",
         ),
         # -- device --------------------------------------------------------
         Method(
@@ -661,7 +734,7 @@ def mesh_methods(node: Callable[[], MeshNode]) -> list[Method]:
                 optional("reason", "string", default=""),
             ),
             summary="Propose revoking a device, approved by this device",
-            result="{proposal_id, id, approvals, required, state}",
+            result="{proposal_id, id, approvals, required, state, pushed}",
         ),
         # -- enrollment and recovery ---------------------------------------
         Method(
@@ -669,7 +742,7 @@ def mesh_methods(node: Callable[[], MeshNode]) -> list[Method]:
             handler("request_enrollment"),
             params=(required("invite", "string"), name, kind),
             summary="On a new device: ask the mesh to enroll it",
-            result="{request_id, code, required_approvals}",
+            result="{request_id, code, required_approvals, pushed}",
         ),
         Method(
             "enrollment.status",
@@ -687,7 +760,7 @@ def mesh_methods(node: Callable[[], MeshNode]) -> list[Method]:
                 kind,
             ),
             summary="On a new device: recover the identity, revoking lost devices",
-            result="{request_id, code, required_approvals}",
+            result="{request_id, code, required_approvals, pushed}",
         ),
         # -- proposals -----------------------------------------------------
         Method(
@@ -701,14 +774,14 @@ def mesh_methods(node: Callable[[], MeshNode]) -> list[Method]:
             handler("approve"),
             params=(required("id", "string"), optional("code", "string", "null")),
             summary="Approve a proposal (enroll and recover need the code)",
-            result="{id, approvals, required, state}",
+            result="{id, approvals, required, state, pushed}",
         ),
         Method(
             "proposal.reject",
             handler("reject"),
             params=(required("id", "string"),),
             summary="Reject a proposal",
-            result="{id, state}",
+            result="{id, state, pushed}",
         ),
         # -- passport ------------------------------------------------------
         Method(
@@ -734,14 +807,14 @@ def mesh_methods(node: Callable[[], MeshNode]) -> list[Method]:
                 ),
             ),
             summary="Set a path of the passport",
-            result="{path, op_id}",
+            result="{path, op_id, pushed}",
         ),
         Method(
             "passport.delete",
             handler("passport_delete"),
             params=(required("path", "string"),),
             summary="Delete a path of the passport",
-            result="{path, op_id}",
+            result="{path, op_id, pushed}",
         ),
         Method(
             "passport.add_capability",
@@ -753,7 +826,7 @@ def mesh_methods(node: Callable[[], MeshNode]) -> list[Method]:
                 ),
             ),
             summary="Add a capability (capabilities/<id>)",
-            result="{capability_id, op_id}",
+            result="{capability_id, op_id, pushed}",
         ),
         Method(
             "conflict.list",
@@ -766,7 +839,7 @@ def mesh_methods(node: Callable[[], MeshNode]) -> list[Method]:
             handler("resolve"),
             params=(required("id", "string"), required("pick", "string")),
             summary="Settle a conflict by picking one op",
-            result="{id, op_id}",
+            result="{id, op_id, pushed}",
         ),
         # -- sync ----------------------------------------------------------
         Method(
@@ -789,7 +862,7 @@ def mesh_methods(node: Callable[[], MeshNode]) -> list[Method]:
                 ),
             ),
             summary="Rotate this device's keys (it keeps its device id)",
-            result="{device_id, rotated_at}",
+            result="{device_id, rotated_at, pushed}",
         ),
         Method(
             "auth.prove",
@@ -800,7 +873,7 @@ def mesh_methods(node: Callable[[], MeshNode]) -> list[Method]:
                 optional("threshold", "boolean", default=False),
             ),
             summary="A proof of this device, or start one of threshold devices",
-            result="the proof, or {proposal_id, approvals, required, state}",
+            result="the proof, or {proposal_id, approvals, required, state, pushed}",
         ),
         Method(
             "auth.proof",
@@ -829,7 +902,7 @@ def mesh_methods(node: Callable[[], MeshNode]) -> list[Method]:
                 optional("expires", "string", "null"),
             ),
             summary="Delegate capabilities to an agent key",
-            result="the delegation",
+            result="the delegation, and pushed",
         ),
         Method(
             "delegation.list",

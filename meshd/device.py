@@ -490,14 +490,31 @@ class Device:
         self._store_approval(identifier, signed)
         return {"id": identifier.hex(), "state": self.book.get(identifier).status}
 
-    def propose_revoke(self, device: str, reason: str) -> dict[str, Any]:
+    def propose_revoke(
+        self, device: str, reason: str, threshold: int = 0
+    ) -> dict[str, Any]:
+        """Propose revoking a device, approved by this device.
+
+        ``threshold`` (0 keeps the current one) sets the threshold in the
+        same change: going down to one device needs threshold 1 there.
+
+        Raises:
+            NotFound: no such device.
+            InvalidInput: a negative threshold.
+            LockoutRefused: the change would lock the person out.
+        """
         log, replica = self.require_member()
         device_id = normalize_device_id(device)
         if log.member(device_id) is None:
             raise NotFound(f"{short_id(device_id)} is not a device of this mesh")
+        if threshold < 0:
+            raise InvalidInput("A threshold is at least 1", field="threshold")
         cutoff = replica.version_vector().get(device_id, 0)
         return self._propose_and_approve(
-            REVOKE, revocations=[Revocation(device_id, cutoff)], reason=reason
+            REVOKE,
+            revocations=[Revocation(device_id, cutoff)],
+            reason=reason,
+            threshold=threshold,
         )
 
     def propose_threshold(self, threshold: int) -> dict[str, Any]:

@@ -460,9 +460,11 @@ class MeshNode:
         result["pushed"] = await self._push_now()
         return result
 
-    async def revoke(self, device_id: str, reason: str) -> dict[str, Any]:
+    async def revoke(
+        self, device_id: str, reason: str, threshold: int = 0
+    ) -> dict[str, Any]:
         check_text(reason, "reason", MAX_REASON_LENGTH)
-        result = self.device.propose_revoke(device_id, reason)
+        result = self.device.propose_revoke(device_id, reason, threshold)
         result["pushed"] = await self._push_now()
         return result
 
@@ -732,6 +734,12 @@ def mesh_methods(node: Callable[[], MeshNode]) -> list[Method]:
             params=(
                 required("device_id", "string"),
                 optional("reason", "string", default=""),
+                optional(
+                    "threshold",
+                    "integer",
+                    default=0,
+                    description="the threshold after it; 0 keeps it",
+                ),
             ),
             summary="Propose revoking a device, approved by this device",
             result="{proposal_id, id, approvals, required, state, pushed}",

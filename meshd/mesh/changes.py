@@ -46,10 +46,13 @@ def make_genesis(
     """A genesis entry signed by every founding device.
 
     Raises:
-        InvalidInput: no founders, or a threshold that does not fit them.
+        InvalidInput: no founders, or a threshold that does not fit them
+            (threshold 1 only for a single founder).
     """
     if not founders or not 1 <= threshold <= len(founders):
         raise InvalidInput("A mesh needs 1 <= threshold <= founding devices")
+    if threshold == 1 < len(founders):
+        raise InvalidInput("Threshold 1 is allowed only for a mesh of one device")
     records = tuple(
         sorted(
             (DeviceRecord.of(f.keys.public, f.kind) for f in founders),

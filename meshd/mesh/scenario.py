@@ -7,6 +7,7 @@ Statements are separated by ``;`` or new lines; devices are named by words
     add D by A,B                  # enroll D, approved by A and B
     add E by A,B fin E t=3        # E finalizes its own enrollment; threshold 3
     revoke C by A,D cutoff=7      # revoke C, accepting its ops up to 7
+    revoke B by A,B t=1           # down to one device: threshold 1
     recover F replacing C,D by A,B
     threshold 3 by A,B
     rotate A                      # A rotates its keys (old and new sign)
@@ -187,7 +188,11 @@ class Scenario:
         cutoff = int(options.get("cutoff", "0"))
         revocations = [Revocation(self.id(name), cutoff) for name in lost]
         return self._member_change(
-            REVOKE, options, revocations=revocations, exclude=lost
+            REVOKE,
+            options,
+            revocations=revocations,
+            threshold=int(options.get("t", "0")),
+            exclude=lost,
         )
 
     def _threshold(self, words: list[str]) -> Signed:

@@ -16,7 +16,10 @@ of the design):
 - genesis is signed by all its devices, a key rotation by the old and the new
   key, a lone vault generation by one active device;
 - lock-out guards refuse a change that leaves fewer active devices than the
-  threshold, revokes the last device or raises the threshold too high.
+  threshold, revokes the last device or raises the threshold too high;
+- threshold 1 holds only while the mesh has one device: a genesis or a
+  change that leaves threshold 1 with two or more active devices is refused,
+  so one stolen device can never change the mesh alone.
 
 Fork choice and rollback refusal are the log's business (:mod:`.log`).
 """
@@ -385,7 +388,7 @@ def genesis_state(signed: Signed, reader: DeviceKeys | None = None) -> MeshState
     ids = [device.device_id for device in facts.devices]
     if not ids or len(set(ids)) != len(ids):
         raise invalid("duplicate_device", "Genesis devices must be distinct")
-    if not 1 <= facts.threshold <= len(ids):
+    if not 1 <= facts.threshold <= len(ids) or facts.threshold == 1 < len(ids):
         raise invalid("threshold", "Genesis threshold does not fit its devices")
 
     # Every founding device signs, each exactly once.
@@ -663,7 +666,7 @@ def _threshold_after(
         return proposal.threshold
 
     # Policy: threshold 1 only while there is one device. Adding the second
-    # raises it to 2 unless the proposal asked for another value.
+    # raises it to 2 unless the proposal asked for another lawful value.
     before = sum(1 for device in state.devices.values() if device.active)
     after = sum(1 for device in devices.values() if device.active)
     if state.threshold == 1 and before == 1 and after >= 2:
@@ -688,11 +691,36 @@ def check_lockout(
             active=active,
         )
     if threshold > active:
+        # Going down to one device: threshold 2 is then out of reach and 1
+        # only lawful with one device, so the revocation itself carries it.
+        how = "in the same revocation" if active == 1 else "first"
         raise LockoutRefused(
             f"Only {active} active devices would remain for a threshold of "
-            f"{threshold}: lower the threshold first",
+            f"{threshold}: lower the threshold {how}",
             threshold=threshold,
             active=active,
+        )
+    check_threshold_one(active, threshold)
+
+
+def check_threshold_one(active: int, threshold: int) -> None:
+    """Threshold 1 is allowed only while the mesh has one active device.
+
+    With two or more, one device alone (a stolen phone) could change the
+    mesh; the guard holds at proposal time and when the log is validated, so
+    an entry written straight into storage is refused too.
+
+    Raises:
+        LockoutRefused: threshold 1 with two or more active devices.
+    """
+    if threshold == 1 and active > 1:
+        raise LockoutRefused(
+            f"A threshold of 1 is allowed only while the mesh has one device: "
+            f"with {active} active devices one of them alone could change the "
+            "mesh; use a threshold of at least 2",
+            threshold=threshold,
+            active=active,
+            rule="threshold_one",
         )
 
 

@@ -9,17 +9,18 @@ from dataclasses import replace
 import pytest
 
 from meshd.crypto.encoding import Signature, Signed
-from meshd.crypto.suite import Context
+from meshd.crypto.suite import Context, DeviceKeys
 from meshd.errors import (
     BadSignature,
     DeviceRevoked,
     InvalidEntry,
+    InvalidInput,
     InvalidState,
     LockoutRefused,
     RollbackRefused,
     ThresholdNotMet,
 )
-from meshd.mesh.changes import rotate_vault
+from meshd.mesh.changes import Founder, make_genesis, rotate_vault
 from meshd.mesh.log import MAX_FORK_DEPTH, MeshLog, create_mesh, fork_choice
 from meshd.mesh.proposals import (
     approval_for,
@@ -28,9 +29,21 @@ from meshd.mesh.proposals import (
     propose,
     short_code,
 )
-from meshd.mesh.records import REVOKE, THRESHOLD, EntryBody, Proposal, Revocation
+from meshd.mesh.records import (
+    ENROLL,
+    ENTRY_KIND_OF_PROPOSAL,
+    REVOKE,
+    THRESHOLD,
+    ZERO_HASH,
+    DeviceRecord,
+    Directory,
+    EntryBody,
+    Proposal,
+    Revocation,
+)
 from meshd.mesh.scenario import Scenario, build, scenario_keys
 from meshd.mesh.state import entry_hash
+from meshd.mesh.vaults import new_generation
 from meshd.mesh.view import MembershipView
 
 NOW = 1_700_000_000_000
@@ -84,11 +97,152 @@ def test_second_device_raises_threshold_from_one_to_two() -> None:
     assert not any("THRESHOLD IS 1" in w for w in mesh.state.warnings())
 
 
-def test_person_may_keep_threshold_one_when_adding_a_device_and_is_warned() -> None:
-    mesh = build("genesis A; add B by A t=1")
+def test_adding_a_second_device_while_keeping_threshold_one_is_refused() -> None:
+    mesh = build("genesis A")
 
+    with pytest.raises(LockoutRefused, match="only while the mesh has one device"):
+        mesh.run("add B by A t=1")
+    assert mesh.state.position == 0
+
+
+def test_lowering_the_threshold_to_one_with_three_devices_is_refused() -> None:
+    mesh = build("genesis A B C t=2")
+
+    with pytest.raises(LockoutRefused) as refused:
+        propose(mesh.state, mesh.key("A"), THRESHOLD, NOW, threshold=1)
+    assert refused.value.reason == "lockout_refused"
+    assert refused.value.details["rule"] == "threshold_one"
+    assert mesh.state.threshold == 2
+
+
+def test_a_threshold_one_entry_written_into_storage_is_refused_by_the_log() -> None:
+    mesh = build("genesis A B C t=2")
+
+    # Hostile A and B write an entry that approval_for and finalize refuse.
+    proposal = _hostile_proposal(mesh, THRESHOLD, mesh.key("A"), threshold=1)
+    names = {mesh.id(n): n for n in "ABC"}
+    entry = _hostile_entry(mesh, proposal, ["A", "B"], names)
+    with pytest.raises(LockoutRefused, match="only while the mesh has one device"):
+        mesh.mesh.apply(entry)
+    assert mesh.state.threshold == 2 and mesh.state.position == 0
+
+
+def test_an_enrollment_entry_that_keeps_threshold_one_is_refused_by_the_log() -> None:
+    mesh = build("genesis A")
+    new = scenario_keys("B")
+
+    # The new device signs a request to keep threshold 1, the one member
+    # endorses it and the vault says 1: well signed, yet unlawful.
+    request = _hostile_proposal(
+        mesh, ENROLL, new, threshold=1, new_device=DeviceRecord.of(new.public, "phone")
+    )
+    entry = _hostile_entry(mesh, request, ["A"], {"A": "A", new.device_id: "B"})
+    with pytest.raises(LockoutRefused, match="only while the mesh has one device"):
+        mesh.mesh.apply(entry)
+    assert mesh.state.position == 0
+
+
+def test_revoking_down_to_one_device_may_lower_the_threshold_to_one() -> None:
+    mesh = build("genesis A B t=2; revoke B by A,B t=1")
+
+    assert mesh.active_names() == ["A"]
     assert mesh.state.threshold == 1
-    assert "THRESHOLD IS 1" in mesh.state.warnings()[0]
+
+
+def _hostile_proposal(
+    mesh: Scenario,
+    kind: str,
+    proposer: DeviceKeys,
+    *,
+    threshold: int,
+    new_device: DeviceRecord | None = None,
+) -> Signed:
+    """A proposal signed by ``proposer``, made without the proposal checks."""
+    state = mesh.state
+    proposal = Proposal(
+        kind,
+        state.mesh_id,
+        state.head_hash,
+        state.position,
+        state.device_id_of(proposer.public),
+        NOW,
+        NOW + 60_000,
+        new_device,
+        (),
+        threshold,
+        b"",
+        None,
+        bytes(16),
+    ).encode()
+    signer = state.device_id_of(proposer.public)
+    return Signed(
+        proposal,
+        (Signature(signer, proposer.sign(Context.PROPOSAL, proposal)),),
+    )
+
+
+def _hostile_entry(
+    mesh: Scenario, proposal: Signed, endorsers: list[str], names: dict[str, str]
+) -> Signed:
+    """An entry for ``proposal`` endorsed by ``endorsers`` and finalized by the
+    first of them, with a vault for ``names`` at the proposal's threshold."""
+    state = mesh.state
+    body = Proposal.decode(proposal.body)
+    keys = {device: scenario_keys(name) for device, name in names.items()}
+    recipients = {device: k.public.encryption for device, k in keys.items()}
+    directory = Directory("test-mesh", dict(names), {})
+    vault = new_generation(
+        state.vault.number + 1, body.threshold, recipients, directory, state.head_hash
+    )
+    endorsements = tuple(
+        sorted(
+            (
+                Signature(mesh.id(n), mesh.key(n).sign(Context.APPROVAL, proposal.body))
+                for n in endorsers
+            ),
+            key=lambda s: s.signer,
+        )
+    )
+    entry = EntryBody(
+        state.position + 1,
+        state.head_hash,
+        ENTRY_KIND_OF_PROPOSAL[body.kind],
+        NOW,
+        None,
+        proposal.encode(),
+        endorsements,
+        None,
+        vault,
+    )
+    return resigned(proposal, entry, endorsers[0])
+
+
+def _device_id(keys: DeviceKeys) -> str:
+    return keys.device_id
+
+
+def test_a_genesis_of_several_devices_at_threshold_one_is_refused() -> None:
+    founders = [Founder(scenario_keys(n), n, "phone") for n in "AB"]
+    with pytest.raises(InvalidInput):
+        make_genesis("alice", founders, 1, NOW)
+
+    # Signed by both founders all the same, it is refused when read.
+    lawful = make_genesis("alice", founders, 2, NOW)
+    body = EntryBody.decode(lawful.body)
+    facts = replace(body.genesis, threshold=1)  # type: ignore[arg-type]
+    records = {r.device_id: r.encryption_key for r in facts.devices}
+    vault = new_generation(0, 1, records, Directory("alice", {}, {}), ZERO_HASH)
+    data = replace(body, genesis=facts, vault=vault).encode()
+    forged = Signed(
+        data,
+        tuple(
+            Signature(k.device_id, k.sign(Context.MEMBERSHIP, data))
+            for k in sorted((scenario_keys(n) for n in "AB"), key=_device_id)
+        ),
+    )
+    with pytest.raises(InvalidEntry) as error:
+        MeshLog(forged)
+    assert problem(error) == "threshold"
 
 
 def test_stolen_phone_is_revoked_by_the_other_two_with_its_cutoff() -> None:
@@ -114,13 +268,13 @@ def test_revoked_device_cannot_endorse_later_changes() -> None:
     mesh = build("genesis A B C t=2; revoke C by A,B")
 
     with pytest.raises(DeviceRevoked):
-        mesh.run("threshold 1 by A,C")
+        mesh.run("threshold 2 by A,C")
 
 
 def test_revoked_signer_in_an_entry_is_refused_with_its_reason() -> None:
     mesh = build("genesis A B C t=2; revoke C by A,B")
     state = mesh.state
-    proposal = propose(state, mesh.key("A"), THRESHOLD, NOW, threshold=1)
+    proposal = propose(state, mesh.key("A"), THRESHOLD, NOW, threshold=2)
 
     # An entry endorsed by A and by the revoked C (made outside the checks).
     body_entry = _entry_with_endorsers(mesh, proposal, ["A", "C"])
@@ -359,7 +513,7 @@ def test_fork_rule_one_revocation_beats_concurrent_change() -> None:
 
 def test_fork_rule_two_more_signers_win_and_equivocation_is_recorded() -> None:
     mesh, more, fewer = _two_at_position_one(
-        "threshold 3 by A,B,C", "threshold 1 by A,B"
+        "threshold 3 by A,B,C", "threshold 4 by A,B"
     )
 
     with pytest.raises(RollbackRefused, match="rule 2"):
@@ -469,10 +623,10 @@ def test_log_and_state_answer_as_a_membership_view() -> None:
         assert view.position_of(bytes(32)) is None
 
 
-def test_chosen_threshold_one_is_not_raised_again_by_a_third_device() -> None:
-    mesh = build("genesis A; add B by A t=1; add C by A")
+def test_a_third_device_keeps_the_threshold_of_two() -> None:
+    mesh = build("genesis A; add B by A; add C by A,B")
 
-    assert mesh.state.threshold == 1
+    assert mesh.state.threshold == 2
     assert len(mesh.active_names()) == 3
 
 
@@ -489,7 +643,7 @@ def test_a_log_with_three_entries_racing_for_one_position_loads_in_any_order() -
     mesh = build("genesis A B C D t=2")
     state = mesh.state
     racing = []
-    for proposer, approver, threshold in (("A", "B", 3), ("B", "C", 4), ("C", "D", 1)):
+    for proposer, approver, threshold in (("A", "B", 3), ("B", "C", 4), ("C", "D", 2)):
         proposal = propose(
             state, mesh.key(proposer), THRESHOLD, NOW, threshold=threshold
         )

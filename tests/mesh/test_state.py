@@ -27,7 +27,7 @@ def test_states_before_a_change_keep_their_members_and_threshold() -> None:
 
 def test_an_evolved_state_equals_the_replaced_one() -> None:
     state = build("genesis A B C t=2; vault by A").state
-    head = entry_hash(build("genesis A B t=1").entries()[0])
+    head = entry_hash(build("genesis A B t=2").entries()[0])
 
     changes = {"head_hash": head, "threshold": 1, "last_kind": "x"}
     assert evolved(state, **changes) == replace(state, **changes)  # type: ignore[arg-type]

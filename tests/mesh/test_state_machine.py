@@ -74,6 +74,8 @@ class MeshMachine(RuleBasedStateMachine):
     def never_below_threshold(self) -> None:
         state = self.mesh.state
         assert 1 <= state.threshold <= len(state.active_ids())
+        # One device alone never changes a mesh of several.
+        assert state.threshold > 1 or len(state.active_ids()) == 1
 
     @rule(data=st.data())
     def any_order_gives_the_same_state(self, data: st.DataObject) -> None:

@@ -60,14 +60,17 @@ def build_mesh(factory: MeshdFactory, storage: str) -> Mesh:
     ok(laptop, "sync")
     laptop_id = ok(laptop, "status")["device_id"]
 
-    # Joining raised the threshold to 2: both lower it, then the phone revokes.
-    lower = ok(phone, "threshold", "1")
-    ok(phone, "sync")
+    # Joining raised the threshold to 2: both revoke the laptop, going down
+    # to one device at threshold 1.
+    revoke = phone.call(
+        "device.revoke", device_id=laptop_id, reason="lost", threshold=1
+    )
     ok(laptop, "sync")
-    ok(laptop, "approve", lower["proposal_id"])
+    ok(laptop, "approve", revoke["proposal_id"])
     ok(laptop, "sync")
+    # The phone finalizes at the end of one round and publishes in the next.
     ok(phone, "sync")
-    ok(phone, "revoke", laptop_id, "--reason", "lost")
+    ok(phone, "sync")
 
     # The tablet asks and stays waiting.
     request = ok(tablet, "join", invite, "--device-name", "tablet")

@@ -61,14 +61,17 @@ def build_mesh(factory: MeshdFactory, storage: Path) -> Mesh:
     ok(phone, "sync")
     valid_before = ok(phone, "verify", str(proof_file))["valid"]
 
-    # Both lower the threshold to 1, then the phone revokes the laptop.
-    lower = ok(phone, "threshold", "1")
-    ok(laptop, "sync")
-    ok(laptop, "approve", lower["proposal_id"])
-    ok(laptop, "sync")
-    ok(phone, "sync")
+    # Both revoke the laptop, going down to one device at threshold 1.
     short = ok(phone, "delegate", "--to", agent, "--capability", "x", "--expires", "1s")
-    ok(phone, "revoke", laptop_id, "--reason", "lost")
+    revoke = phone.call(
+        "device.revoke", device_id=laptop_id, reason="lost", threshold=1
+    )
+    ok(laptop, "sync")
+    ok(laptop, "approve", revoke["proposal_id"])
+    ok(laptop, "sync")
+    # The phone finalizes at the end of one round and publishes in the next.
+    ok(phone, "sync")
+    ok(phone, "sync")
 
     # The phone's own delegation ends a second after it was issued.
     time.sleep(max(0.0, short["expires_at"] + 0.5 - time.time()))

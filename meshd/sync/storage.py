@@ -189,11 +189,54 @@ def _joined(root: str, path: str) -> str:
 
 
 class FolderDriver:
-    """A local folder, possibly kept in sync by a sync client."""
+    """A local folder, possibly kept in sync by a sync client.
 
-    def __init__(self, root: Path, count: Callable[[RequestKind], None]) -> None:
+    ``storage_root``, when given, is the folder the person chose (``root``
+    lies inside it). It is never created: missing, it most likely is an
+    unmounted drive or a sync client's folder that was removed, and writing
+    there would fill the bare mount point. Every listing and write then fails
+    with :class:`~meshd.errors.StorageUnavailable` until it is back; the
+    folders below it are created as needed.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        count: Callable[[RequestKind], None],
+        storage_root: Path | None = None,
+    ) -> None:
         self._root = root
         self._count = count
+        self._storage_root = storage_root
+
+    def _storage_missing(self) -> StorageUnavailable:
+        return StorageUnavailable(
+            f"The storage folder {self._storage_root} is missing: "
+            "is the drive mounted?",
+            url=str(self._storage_root),
+        )
+
+    def _make_folders(self, folder: Path) -> None:
+        """Create ``folder`` and the folders above it, never the storage root.
+
+        Raises:
+            StorageUnavailable: the storage root is missing.
+        """
+        if self._storage_root is None:
+            folder.mkdir(parents=True, exist_ok=True)
+            return
+
+        # One level at a time from the root down: if the root vanishes, the
+        # first mkdir fails instead of recreating it.
+        current = self._storage_root
+        for part in folder.relative_to(self._storage_root).parts:
+            current = current / part
+            try:
+                current.mkdir()
+            except FileExistsError:
+                continue
+            except FileNotFoundError:
+                raise self._storage_missing() from None
 
     def _inside(self, path: Path) -> Path:
         # A synced folder is written by the storage provider too: a symlink
@@ -256,7 +299,7 @@ class FolderDriver:
     @contextlib.contextmanager
     def _staged(self, target: Path, data: bytes) -> Iterator[Path]:
         """A durable temporary copy of ``data`` beside ``target``, removed after."""
-        target.parent.mkdir(parents=True, exist_ok=True)
+        self._make_folders(target.parent)
         self._inside(target.parent)
         token = secrets.token_hex(6)
         temporary = target.with_name(layout.temporary_name(target.name, token))
@@ -273,6 +316,8 @@ class FolderDriver:
 
     def find(self, folder: str) -> list[str]:
         self._count(RequestKind.LIST)
+        if self._storage_root is not None and not self._storage_root.is_dir():
+            raise self._storage_missing()
         top = self._root / folder if folder else self._root
         if not top.is_dir():
             return []
@@ -561,6 +606,8 @@ class StorageBackend:
         retry: how transient failures are retried.
         counter: counts every request; a fresh one if not given.
         own_device_id: if given, the only head that :meth:`put_mutable` writes.
+        storage_root: for a folder, the folder the person chose, above
+            ``url``: it is never created (see :class:`FolderDriver`).
 
     Raises:
         StorageUnavailable: the URL names a protocol that is not installed or
@@ -575,17 +622,24 @@ class StorageBackend:
         retry: RetryPolicy | None = None,
         counter: RequestCounter | None = None,
         own_device_id: str | None = None,
+        storage_root: str | None = None,
     ) -> None:
         self.url = _display_url(url)
         self.requests = counter or RequestCounter()
         self._retry = retry or RetryPolicy()
         self._own_device_id = own_device_id
-        self._driver = _open_driver(url, dict(options or {}), self.requests.record)
+        self._driver = _open_driver(
+            url, dict(options or {}), self.requests.record, storage_root
+        )
 
     @classmethod
     def for_mesh(cls, url: str, mesh_id: bytes, **keywords: Any) -> StorageBackend:
-        """The backend of one mesh: the folder named after it under ``url``."""
-        return cls(f"{url.rstrip('/')}/{layout.mesh_folder(mesh_id)}", **keywords)
+        """The backend of one mesh: the folder named after it under ``url``.
+
+        ``url`` itself is never created; the mesh's folder is.
+        """
+        mesh_url = f"{url.rstrip('/')}/{layout.mesh_folder(mesh_id)}"
+        return cls(mesh_url, storage_root=url, **keywords)
 
     async def put_immutable(self, name: Name, data: bytes) -> bool:
         """Write an object that is never rewritten.
@@ -764,9 +818,12 @@ def _log_name(name: ObjectName) -> str:
 
 
 def _open_driver(
-    url: str, options: dict[str, Any], count: Callable[[RequestKind], None]
+    url: str,
+    options: dict[str, Any],
+    count: Callable[[RequestKind], None],
+    storage_root: str | None = None,
 ) -> _Driver:
-    """The driver for a URL.
+    """The driver for a URL; ``storage_root`` only matters to folders.
 
     Raises:
         StorageUnavailable: the protocol is unknown or not installed, or its
@@ -774,7 +831,8 @@ def _open_driver(
     """
     protocol, path = fsspec.core.split_protocol(url)
     if protocol in (None, "file", "local"):
-        return FolderDriver(Path(os.path.expanduser(path)), count)
+        folder = Path(os.path.expanduser(path))
+        return FolderDriver(folder, count, _local_root(storage_root))
 
     # Every backend gets its own instance with the listing cache off: a
     # shared or cached instance would serve one device's stale listing.
@@ -794,6 +852,13 @@ def _open_driver(
         fs.retries = 1
         return S3Driver(fs, root, count)
     return FsspecDriver(fs, root, count)
+
+
+def _local_root(storage_root: str | None) -> Path | None:
+    """The folder a plain path or ``file://`` URL names, if one is given."""
+    if storage_root is None:
+        return None
+    return Path(os.path.expanduser(fsspec.core.split_protocol(storage_root)[1]))
 
 
 def _prepare_s3_options(options: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -168,3 +169,35 @@ def test_a_write_while_storage_hangs_is_saved_at_once_and_pushed_when_it_thaws(
     # Nobody runs sync on the phone: its own loop finishes the push.
     wait_for_value(laptop, "profile/x", 3)
     wait_for_value(laptop, "profile/y", 4)
+
+
+def warnings_of(device: Device) -> list[str]:
+    return [str(warning) for warning in device.ok("status")["warnings"]]
+
+
+def test_a_removed_storage_folder_is_not_recreated_and_sync_resumes_when_it_returns(
+    devices: Devices, tmp_path: Path
+) -> None:
+    storage = tmp_path / "storage"
+    storage.mkdir()
+    phone, laptop = phone_and_laptop(devices, str(storage))
+
+    # The drive is unplugged (or the synced folder removed) under the mesh.
+    shutil.rmtree(storage)
+    saved = phone.ok("passport", "set", "profile/x", "3")
+
+    assert saved["pushed"] is False
+    assert not storage.exists()
+    assert phone.ok("passport", "get", "profile/x") == 3
+    assert any(
+        "is missing: is the drive mounted?" in warning and str(storage) in warning
+        for warning in warnings_of(phone)
+    ), warnings_of(phone)
+
+    # The drive is back, empty of the mesh: both devices put back what they
+    # hold and the change arrives.
+    storage.mkdir()
+    phone.sync()
+    laptop.sync()
+    assert laptop.ok("passport", "get", "profile/x") == 3
+    assert not any("drive mounted" in warning for warning in warnings_of(phone))

@@ -450,6 +450,7 @@ class Device:
         """Raises:
         InvalidInput: an enrollment or recovery without a 6-digit code (a
             missing or malformed code never costs one of the attempts).
+        InvalidState: this device already rejected it; its answer stands.
         """
         log, _ = self.require_member()
         identifier = self._resolve_id(text)
@@ -842,8 +843,14 @@ class Device:
         signed = Signed.decode(data)
         if signed.signatures and signed.signatures[0].signer != name.device_id:
             return Verdict(Outcome.REJECTED, "misplaced_approval")
-        self.book.receive(log.state, signed, self._now_ms())
-        self._store_approval(bytes.fromhex(name.proposal_id), signed)
+        pending = self.book.receive(log.state, signed, self._now_ms())
+
+        # Keep the answer the book counts: an approval after a rejection by
+        # the same device must not replace the rejection in the store.
+        held = pending.rejections.get(name.device_id)
+        if held is not None and held is not signed:
+            return Verdict(Outcome.REJECTED, "answer_changed")
+        self._store_approval(pending.id, signed)
         return Verdict(Outcome.ACCEPTED)
 
     def _receive_segment(self, name: SegmentName, data: bytes) -> Verdict:

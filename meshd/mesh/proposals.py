@@ -598,11 +598,17 @@ class ProposalBook:
         """Approve on this device (the code first, for enroll and recover).
 
         Raises:
+            InvalidState: this device already rejected the proposal.
             WrongCode / TooManyAttempts / Expired / ProposalClosed: see
                 :meth:`check_code`; and whatever :func:`approval_for` raises.
         """
-        self.check_code(identifier, code, now)
         pending = self.get(identifier)
+        if state.device_id_of(keys.public) in pending.rejections:
+            raise InvalidState(
+                "This device already answered this proposal; its answer stands",
+                proposal=identifier.hex(),
+            )
+        self.check_code(identifier, code, now)
         self._refuse_lookalikes(pending, now)
         signed = approval_for(state, pending.signed, keys, now, code)
         pending.approvals[state.device_id_of(keys.public)] = signed
@@ -641,7 +647,8 @@ class ProposalBook:
         return signed
 
     def receive(self, state: MeshState, signed: Signed, now: int) -> PendingProposal:
-        """Record an approval or rejection made on another device.
+        """Record an approval or rejection made on another device; an
+        approval by a device whose rejection is held is not counted.
 
         Raises:
             UnknownProposal: the proposal is not known here (yet).
@@ -661,8 +668,21 @@ class ProposalBook:
         device: str,
         decision: str,
     ) -> None:
-        answers = pending.approvals if decision == APPROVE else pending.rejections
-        answers[device] = signed
+        # A device answers once. Holding both answers of one device (signed
+        # by a hostile device, or met in either order), the rejection wins,
+        # so every device counts the same approvals whatever came first.
+        if decision == APPROVE and device in pending.rejections:
+            logger.warning(
+                "Approval by %s of proposal %s ignored: it rejected it before",
+                short_id(device),
+                pending.id.hex()[:12],
+            )
+            return
+        if decision == APPROVE:
+            pending.approvals[device] = signed
+        else:
+            pending.approvals.pop(device, None)
+            pending.rejections[device] = signed
 
         # Rejected once the devices that have not rejected cannot reach it.
         remaining = len(state.active_ids()) - len(pending.rejections)

@@ -1,5 +1,6 @@
 """Proposal rules a person meets on a 2-of-3 mesh of real daemons: the
-threshold never drops to 1 while several devices remain.
+threshold never drops to 1 while several devices remain, and a device's
+answer to a proposal stands.
 
 The stories run on a shared folder only: the rules live in the daemon, not in
 the storage driver, and the S3 runs of the main stories cover the transport.
@@ -39,3 +40,22 @@ def test_threshold_one_is_refused_on_a_two_of_three_mesh(
     phone.sync()
     assert phone.ok("pending") == []
     assert tablet.ok("status")["threshold"] == 2
+
+
+def test_a_device_that_rejected_a_proposal_cannot_then_approve_it(
+    devices: Devices, folder: str
+) -> None:
+    phone, laptop, tablet = three_device_mesh(devices, folder)
+    proposal = laptop.ok("threshold", "3")
+    phone.sync()
+
+    assert phone.ok("reject", proposal["proposal_id"])["state"] == "pending"
+    refused = phone.run("approve", proposal["proposal_id"])
+
+    assert refused.status == 1
+    assert refused.reason == "invalid_state", refused.error
+    assert "its answer stands" in refused.error["message"]
+    laptop.sync()
+    (still,) = laptop.ok("pending")
+    assert (still["approvals"], still["required"]) == (1, 2)
+    assert laptop.ok("status")["threshold"] == 2

@@ -35,6 +35,7 @@ from meshd.mesh.proposals import (
     make_join_request,
     propose,
     read_note,
+    rejection_for,
     short_code,
 )
 from meshd.mesh.records import (
@@ -180,6 +181,50 @@ def test_rejections_are_recorded_and_close_an_unreachable_proposal() -> None:
     assert pending.status == REJECTED
     with pytest.raises(ProposalClosed):
         book.approve(pending.id, state, mesh.key("A"), NOW)
+
+
+def test_a_device_that_rejected_cannot_then_approve() -> None:
+    mesh = build("genesis A B C t=2")
+    state = mesh.state
+    book = ProposalBook()
+    pending = book.add(
+        state, propose(state, mesh.key("A"), THRESHOLD, NOW, threshold=3)
+    )
+    book.reject(pending.id, state, mesh.key("B"), NOW)
+
+    with pytest.raises(InvalidState, match="its answer stands"):
+        book.approve(pending.id, state, mesh.key("B"), NOW)
+    assert mesh.id("B") not in pending.approvals
+    assert not book.ready(pending.id, state)
+
+
+def test_an_approval_from_a_device_that_rejected_is_not_counted_in_any_order() -> None:
+    mesh = build("genesis A B C t=2")
+    state = mesh.state
+    proposal = propose(state, mesh.key("A"), THRESHOLD, NOW, threshold=3)
+    answers = {
+        "A": approval_for(state, proposal, mesh.key("A"), NOW),
+        "B approves": approval_for(state, proposal, mesh.key("B"), NOW),
+        "B rejects": rejection_for(state, proposal, mesh.key("B"), NOW),
+    }
+
+    # A hostile B signs both answers; devices meet them in different orders.
+    for order in (
+        ["A", "B rejects", "B approves"],
+        ["A", "B approves", "B rejects"],
+        ["B approves", "B rejects", "A"],
+    ):
+        book = ProposalBook()
+        pending = book.add(state, proposal)
+        for name in order:
+            book.receive(state, answers[name], NOW)
+        assert set(pending.approvals) == {mesh.id("A")}, order
+        assert set(pending.rejections) == {mesh.id("B")}, order
+        assert not book.ready(pending.id, state), order
+        with pytest.raises(ThresholdNotMet):
+            book.finalize(
+                pending.id, state.read_directory(mesh.key("A")), mesh.key("A"), NOW
+            )
 
 
 def test_only_the_requesting_device_cancels_its_request() -> None:

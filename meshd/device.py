@@ -412,24 +412,30 @@ class Device:
             summary = pending.summary(log.state.threshold)
             summary["summary"] = self._describe(pending.proposal)
             summary["code_required"] = pending.code_required
+            if pending.proposal.revocations:
+                summary["cutoffs"] = {
+                    r.device_id: r.cutoff for r in pending.proposal.revocations
+                }
             found.append(summary)
         return found
 
     def _describe(self, proposal: Proposal) -> str:
         log = self.require_log()
+        cutoffs = ", ".join(str(r.cutoff) for r in proposal.revocations)
+        kept = f" (keeps its ops up to {cutoffs})" if cutoffs else ""
         if proposal.new_device is not None:
             new = short_id(proposal.new_device.device_id)
             lost = ", ".join(short_id(r.device_id) for r in proposal.revocations)
             kind = proposal.new_device.kind
             if lost:
-                return f"recover on new {kind} {new}, replacing {lost}"
+                return f"recover on new {kind} {new}, replacing {lost}{kept}"
             return f"enroll new {kind} {new}"
         if proposal.kind == REVOKE:
             names = [
                 f"{log.state.device_name(r.device_id) or ''} {short_id(r.device_id)}"
                 for r in proposal.revocations
             ]
-            return "revoke " + ", ".join(name.strip() for name in names)
+            return "revoke " + ", ".join(name.strip() for name in names) + kept
         if proposal.kind == THRESHOLD:
             return f"set threshold to {proposal.threshold}"
         if proposal.kind == AUTH:
@@ -511,12 +517,17 @@ class Device:
         if threshold < 0:
             raise InvalidInput("A threshold is at least 1", field="threshold")
         cutoff = replica.version_vector().get(device_id, 0)
-        return self._propose_and_approve(
+        result = self._propose_and_approve(
             REVOKE,
             revocations=[Revocation(device_id, cutoff)],
             reason=reason,
             threshold=threshold,
         )
+
+        # The person sees which of the device's ops stay: those up to here.
+        result["device_id"] = device_id
+        result["cutoff"] = cutoff
+        return result
 
     def propose_threshold(self, threshold: int) -> dict[str, Any]:
         log, _ = self.require_member()

@@ -464,7 +464,13 @@ class MeshNode:
         self, device_id: str, reason: str, threshold: int = 0
     ) -> dict[str, Any]:
         check_text(reason, "reason", MAX_REASON_LENGTH)
+
+        # The cut-off keeps the device's ops that this device holds: fetch
+        # what it wrote last first. The round is bounded like a push, and an
+        # outage leaves the cut-off at what is held here (cutoff_fresh false).
+        fresh = await self._push_now()
         result = self.device.propose_revoke(device_id, reason, threshold)
+        result["cutoff_fresh"] = fresh
         result["pushed"] = await self._push_now()
         return result
 
@@ -742,7 +748,10 @@ def mesh_methods(node: Callable[[], MeshNode]) -> list[Method]:
                 ),
             ),
             summary="Propose revoking a device, approved by this device",
-            result="{proposal_id, id, approvals, required, state, pushed}",
+            result=(
+                "{proposal_id, id, approvals, required, state, pushed,"
+                " device_id, cutoff, cutoff_fresh}"
+            ),
         ),
         # -- enrollment and recovery ---------------------------------------
         Method(
@@ -775,7 +784,7 @@ def mesh_methods(node: Callable[[], MeshNode]) -> list[Method]:
             "proposal.list",
             handler("pending"),
             summary="Proposals waiting for approvals",
-            result="[{id, kind, summary, approvals, required, expires_at}]",
+            result="[{id, kind, summary, approvals, required, expires_at, cutoffs?}]",
         ),
         Method(
             "proposal.approve",

@@ -59,3 +59,29 @@ def test_a_device_that_rejected_a_proposal_cannot_then_approve_it(
     (still,) = laptop.ok("pending")
     assert (still["approvals"], still["required"]) == (1, 2)
     assert laptop.ok("status")["threshold"] == 2
+
+
+def test_a_revocation_keeps_the_op_its_device_wrote_just_before(
+    devices: Devices, folder: str
+) -> None:
+    phone, laptop, tablet = three_device_mesh(devices, folder)
+
+    # The tablet writes; the laptop revokes it at once, without a manual sync.
+    tablet.ok("passport", "set", "profile/city", '"Oslo"')
+    revoke = laptop.ok("revoke", tablet.device_id, "--reason", "sold")
+
+    assert revoke["cutoff"] >= 1 and revoke["cutoff_fresh"] is True
+    assert revoke["device_id"] == tablet.device_id
+    phone.sync()
+    (pending,) = phone.ok("pending")
+    assert pending["cutoffs"] == {tablet.device_id: revoke["cutoff"]}
+    assert f"keeps its ops up to {revoke['cutoff']}" in pending["summary"]
+
+    # Once revoked, the tablet's honest op is kept on every device.
+    assert phone.ok("approve", revoke["proposal_id"])["state"] == "applied"
+    phone.sync()
+    laptop.sync()
+    for device in (phone, laptop):
+        assert device.ok("passport", "get", "profile/city") == "Oslo"
+        problems = device.ok("status")["problems"]
+        assert "past_cutoff" not in {p["reason"] for p in problems}

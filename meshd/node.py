@@ -27,6 +27,7 @@ from meshd.auth import verify_proof
 from meshd.crypto.suite import DeviceKeys, short_id
 from meshd.delegations import parse_agent_key, parse_expiry
 from meshd.device import (
+    JOINING,
     MEMBER,
     Device,
     mesh_id_of,
@@ -44,6 +45,7 @@ from meshd.errors import (
 from meshd.events import EventBus
 from meshd.invite import Invite
 from meshd.keystore import Keystore
+from meshd.mesh.proposals import LOCKED, PENDING
 from meshd.replica.head import verify_head
 from meshd.replica.paths import (
     CONFLICT_MODE_PATH,
@@ -278,7 +280,9 @@ class MeshNode:
         inputs = self._status_inputs()
         if self._status is None or not self._status.built_from(inputs):
             fields = await self._build_status()
-            pending = self.device.my_request() is not None
+            # Once the device joined, its request is history, not news.
+            joining = self.device.state_name == JOINING
+            pending = joining and self.device.my_request() is not None
             self._status = StatusSnapshot.build(inputs, fields, pending)
         return self._status
 
@@ -306,6 +310,7 @@ class MeshNode:
             engine,
             len(problems),
             problems[-1] if problems else None,
+            device.request_state(),
         )
 
     async def _build_status(self) -> dict[str, Any]:
@@ -333,16 +338,16 @@ class MeshNode:
         device = self.device
         state = device.require_log().state
         warnings = list(state.warnings()) if device.state_name == MEMBER else []
-        if device.state_name != MEMBER:
+        if device.state_name == JOINING:
+            warnings.append(_joining_warning(device.request_state()))
+        elif device.state_name != MEMBER:
             warnings.append(_state_warning(device.state_name))
         if self.last_error:
             warnings.append(f"Storage unreachable: {self.last_error}")
 
         # The newest few problems are enough to act on; --json has them all.
         for problem in problems[-MAX_PROBLEM_WARNINGS:]:
-            warnings.append(
-                f"Storage served a bad object: {problem.name} ({problem.reason})"
-            )
+            warnings.append(_problem_warning(problem))
         hidden = len(problems) - MAX_PROBLEM_WARNINGS
         if hidden > 0:
             warnings.append(
@@ -986,6 +991,29 @@ def _check_kind(kind: str) -> None:
             f"Unknown device kind {kind[:20]!r}: use one of {', '.join(DEVICE_KINDS)}",
             field="device_kind",
         )
+
+
+def _problem_warning(problem: Problem) -> str:
+    """One storage problem as a status warning."""
+    if problem.reason == "object_missing":
+        return f"An object is missing from storage: {problem.name} ({problem.reason})"
+    return f"Storage served a bad object: {problem.name} ({problem.reason})"
+
+
+def _joining_warning(request: str | None) -> str:
+    """What a joining device tells the person, by how its request stands."""
+    if request == PENDING:
+        return "This device is waiting for approvals: type its code on other devices"
+    if request == LOCKED:
+        closed = "was locked after too many wrong codes"
+    elif request is None:
+        closed = "is no longer known"
+    else:
+        closed = f"is {request}"
+    return (
+        f"This device's join request {closed}: run 'meshctl join' (or "
+        "'meshctl recover') again with an invite to ask anew"
+    )
 
 
 def _state_warning(state: str) -> str:

@@ -199,11 +199,12 @@ async def test_status_shows_objects_that_vanished_from_storage(
 ) -> None:
     phone, _, _ = await phone_and_laptop(tmp_path)
     before = await phone.status()
-    (tmp_path / "storage").rename(tmp_path / "moved")
+    (mesh_folder,) = (tmp_path / "storage").iterdir()
+    mesh_folder.rename(tmp_path / "moved")
 
     await phone.sync_now()
     after = await phone.status()
 
     assert before["problems"] == []
     assert after["problems"]
-    assert any("bad object" in warning for warning in after["warnings"])
+    assert any("missing from storage" in warning for warning in after["warnings"])

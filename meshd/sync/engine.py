@@ -30,7 +30,9 @@ promises: the content hash that content-addressed names carry, and the size
 limit (checked by the store before the body is read). Between rounds it
 checks freshness: an immutable object once listed (or pushed) never leaves
 storage, so one that vanishes from the listing is recorded as
-``object_missing`` (a rolled-back or rewritten folder).
+``object_missing`` (a rolled-back or rewritten folder). Its writer, and every
+device that holds it, puts it back; once it is listed again the problem is
+dropped, so status shows only what is still missing.
 """
 
 from __future__ import annotations
@@ -206,8 +208,28 @@ class SyncEngine:
         for path in sorted(self._seen - listed.keys() - self._missing):
             self._missing.add(path)
             self._record(Problem(path, "object_missing", "vanished"), report)
+
+        # What was put back is no longer a problem.
+        # TODO: objects no device publishes any more (the request and
+        # approvals of a finished proposal) are never put back, so their
+        # "missing" problem stays in status until newer problems push it out;
+        # harmless, but it asks the person to look at nothing.
+        self._forget_missing(self._missing & listed.keys())
         self._missing &= self._seen - listed.keys()
         self._seen.update(path for path, name in listed.items() if not name.mutable)
+
+    def _forget_missing(self, restored: set[str]) -> None:
+        """Drop the ``object_missing`` problems of objects listed again."""
+        if not restored:
+            return
+        kept = [
+            problem
+            for problem in self.problems
+            if problem.reason != "object_missing" or problem.name not in restored
+        ]
+        logger.info("Sync: %d missing objects are back in storage", len(restored))
+        self.problems.clear()
+        self.problems.extend(kept)
 
     async def _pull(self, listed: dict[str, ObjectName], report: RoundReport) -> None:
         # Ask what is wanted only when its turn comes: an approval is wanted

@@ -171,6 +171,25 @@ def test_a_write_while_storage_hangs_is_saved_at_once_and_pushed_when_it_thaws(
     wait_for_value(laptop, "profile/y", 4)
 
 
+def missing_objects(device: Device) -> set[str]:
+    """The objects status says vanished from storage."""
+    return {
+        str(problem["name"])
+        for problem in device.ok("status")["problems"]
+        if problem["reason"] == "object_missing"
+    }
+
+
+def stored_names(storage: Path) -> set[str]:
+    """The object names in the mesh's folder under ``storage``."""
+    (mesh_folder,) = storage.iterdir()
+    return {
+        path.relative_to(mesh_folder).as_posix()
+        for path in mesh_folder.rglob("*")
+        if path.is_file()
+    }
+
+
 def warnings_of(device: Device) -> list[str]:
     return [str(warning) for warning in device.ok("status")["warnings"]]
 
@@ -201,3 +220,14 @@ def test_a_removed_storage_folder_is_not_recreated_and_sync_resumes_when_it_retu
     laptop.sync()
     assert laptop.ok("passport", "get", "profile/x") == 3
     assert not any("drive mounted" in warning for warning in warnings_of(phone))
+
+    # The phone saw every object vanish; once one is listed again, status no
+    # longer reports it.
+    vanished = missing_objects(phone)
+    assert any("missing from storage" in warning for warning in warnings_of(phone))
+    phone.sync()
+    still_missing = missing_objects(phone)
+    listed = stored_names(storage)
+    assert vanished & listed
+    assert not still_missing & listed
+    assert still_missing < vanished

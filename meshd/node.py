@@ -411,7 +411,8 @@ class MeshNode:
             if content_hash(data) != entry_name.hash:
                 raise ProtocolError(
                     f"The storage holds a damaged mesh-log entry "
-                    f"({entry_name.path}): restore the storage from a backup",
+                    f"({entry_name.path}): delete the damaged file: members put "
+                    "it back on their next sync",
                     object=entry_name.path,
                 )
         self.device.start_join(invite, entries)

@@ -403,6 +403,22 @@ class Device:
             "state": "applied" if state == MEMBER else pending.status,
         }
 
+    def request_state(self) -> str | None:
+        """How this device's own request stands (``pending``, ``expired``,
+        ``cancelled``, ``locked``, ``rejected``), or None without one.
+
+        The same string object while the state holds, so status can tell a
+        change by identity.
+        """
+        identifier = self.store.setting(_SETTING_REQUEST)
+        if identifier is None or self.log is None:
+            return None
+        self.book.expire(self._now_ms())
+        try:
+            return self.book.get(bytes.fromhex(identifier)).status
+        except UnknownProposal:
+            return None
+
     # -- Proposals -------------------------------------------------------------
 
     def pending(self) -> list[dict[str, Any]]:

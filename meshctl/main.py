@@ -540,8 +540,18 @@ COMMANDS: tuple[Command, ...] = (
         lambda parser: (
             parser.add_argument("device_id"),
             parser.add_argument("--reason", help="why"),
+            parser.add_argument(
+                "--threshold",
+                type=positive_int,
+                metavar="N",
+                help="the threshold after the revocation (default: unchanged)",
+            ),
         ),
-        lambda a: {"device_id": a.device_id, "reason": a.reason},
+        lambda a: {
+            "device_id": a.device_id,
+            "reason": a.reason,
+            "threshold": a.threshold or 0,
+        },
     ),
     Command(
         "rotate-key",

@@ -693,7 +693,9 @@ def check_lockout(
     if threshold > active:
         # Going down to one device: threshold 2 is then out of reach and 1
         # only lawful with one device, so the revocation itself carries it.
-        how = "in the same revocation" if active == 1 else "first"
+        how = (
+            "in the same revocation (revoke --threshold 1)" if active == 1 else "first"
+        )
         raise LockoutRefused(
             f"Only {active} active devices would remain for a threshold of "
             f"{threshold}: lower the threshold {how}",

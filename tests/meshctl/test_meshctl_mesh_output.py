@@ -62,9 +62,7 @@ def build_mesh(factory: MeshdFactory, storage: str) -> Mesh:
 
     # Joining raised the threshold to 2: both revoke the laptop, going down
     # to one device at threshold 1.
-    revoke = phone.call(
-        "device.revoke", device_id=laptop_id, reason="lost", threshold=1
-    )
+    revoke = ok(phone, "revoke", laptop_id, "--reason", "lost", "--threshold", "1")
     ok(laptop, "sync")
     ok(laptop, "approve", revoke["proposal_id"])
     ok(laptop, "sync")

@@ -40,7 +40,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -184,12 +184,19 @@ class SyncEngine:
         report = RoundReport()
         listed = {name.path: name for name in await self.store.list()}
         self._check_nothing_vanished(listed, report)
-        await self._push(listed, report)
+        pushed = await self._push(listed.keys(), report)
         await self._pull(listed, report)
         self.party.after_round()
+
+        # What the round's end made (a change finalized once enough approvals
+        # arrived) goes out now, not a poll interval later.
+        await self._push(listed.keys() | pushed, report)
         return report
 
-    async def _push(self, listed: dict[str, ObjectName], report: RoundReport) -> None:
+    async def _push(self, listed: Container[str], report: RoundReport) -> set[str]:
+        """Put what the party has to send that is not in storage yet; return
+        the immutable names put."""
+        pushed: set[str] = set()
         for name, data in self.party.outgoing():
             if name.mutable:
                 await self.store.put_mutable(name, data)
@@ -198,7 +205,9 @@ class SyncEngine:
             else:
                 await self.store.put_immutable(name, data)
                 self._seen.add(name.path)
+                pushed.add(name.path)
             report.pushed += 1
+        return pushed
 
     def _check_nothing_vanished(
         self, listed: dict[str, ObjectName], report: RoundReport

@@ -45,3 +45,23 @@ async def test_three_devices_with_concurrent_edits_end_with_one_passport(
     for party in parties:
         assert await party.problems() == []
     close_all(parties)
+
+
+async def test_a_change_finalized_at_a_rounds_end_goes_out_in_that_round(
+    tmp_path: Path,
+) -> None:
+    storage = tmp_path / "storage"
+    storage.mkdir()
+    phone, laptop, tablet = await three_device_mesh(tmp_path / "homes", str(storage))
+    entries = list(storage.glob("*/log/*"))
+
+    # The tablet's own approval completes its revocation, but a device never
+    # finalizes its own revocation: the laptop does when its round sees it.
+    proposal = await laptop.node.revoke(tablet.device_id, "lost")
+    await tablet.sync()
+    await tablet.node.approve(proposal["proposal_id"], None)
+    await laptop.sync()
+
+    # That one round of the laptop's already put the entry in storage.
+    assert len(list(storage.glob("*/log/*"))) == len(entries) + 1
+    close_all([phone, laptop, tablet])

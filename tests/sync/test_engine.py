@@ -53,7 +53,10 @@ class RecordingParty:
         self.rounds = 0
 
     def outgoing(self) -> Iterable[tuple[ObjectName, bytes]]:
-        return self.publish
+        # Like a device, it offers its head again only when the head changed.
+        offered = self.publish
+        self.publish = [(name, data) for name, data in offered if not name.mutable]
+        return offered
 
     def wants(self, name: ObjectName) -> bool:
         return name.path not in self.known

@@ -228,42 +228,13 @@ def status(result: Any) -> str:
         ]
     if isinstance(result.get("request"), dict):
         lines.append(f"request    {request_text(result['request'])}")
-    problems = result.get("problems") or []
     lines += [
-        f"warning    {value_text(warning_text(warning, problems))}"
-        for warning in result.get("warnings") or []
+        f"warning    {value_text(warning)}" for warning in result.get("warnings") or []
     ]
     return "\n".join(lines)
 
 
 # Storage problems that say more than "a bad object", in the person's words.
-PROBLEM_TEXTS = {
-    "device_cloned": (
-        "another copy of this device is writing: {name} holds ops under this"
-        " device's id that it did not write; revoke one of the copies"
-    ),
-    "op_equivocation": (
-        "device {device} signed two different ops at one sequence: {name} was"
-        " refused, the ops accepted first are kept"
-    ),
-}
-
-
-def warning_text(warning: Any, problems: Any) -> Any:
-    """A warning about a storage problem of a known reason, said plainly."""
-    if not isinstance(warning, str) or not isinstance(problems, list):
-        return warning
-    for problem in problems:
-        if not isinstance(problem, dict):
-            continue
-        name, reason = str(problem.get("name")), str(problem.get("reason"))
-        if reason in PROBLEM_TEXTS and name in warning and f"({reason})" in warning:
-            # Segment names read devices/<device id>/<first>-<last>-<hash>.
-            device = name.split("/")[1] if name.count("/") == 2 else "-"
-            return PROBLEM_TEXTS[reason].format(name=name, device=device)
-    return warning
-
-
 def active_count(devices: Any) -> int:
     """How many of the listed devices are active (revoked ones cannot approve)."""
     if not isinstance(devices, list):

@@ -994,11 +994,29 @@ def _check_kind(kind: str) -> None:
         )
 
 
+# Problems said plainly; any other reason is a bad object served by storage.
+_PROBLEM_TEXTS = {
+    "object_missing": "An object is missing from storage: {name} ({reason})",
+    "device_cloned": (
+        "Another copy of this device is writing: {name} holds ops under this"
+        " device's id that it did not write; revoke one of the copies ({reason})"
+    ),
+    "op_equivocation": (
+        "Device {device} signed two different ops at one sequence: {name} was"
+        " refused, the ops accepted first are kept ({reason})"
+    ),
+}
+
+
 def _problem_warning(problem: Problem) -> str:
     """One storage problem as a status warning."""
-    if problem.reason == "object_missing":
-        return f"An object is missing from storage: {problem.name} ({problem.reason})"
-    return f"Storage served a bad object: {problem.name} ({problem.reason})"
+    text = _PROBLEM_TEXTS.get(
+        problem.reason, "Storage served a bad object: {name} ({reason})"
+    )
+    # Segment names read devices/<device id>/<first>-<last>-<hash>.
+    parts = problem.name.split("/")
+    device = parts[1] if len(parts) == 3 and parts[0] == "devices" else "-"
+    return text.format(name=problem.name, reason=problem.reason, device=device)
 
 
 def _joining_warning(request: str | None) -> str:

@@ -65,14 +65,14 @@ def test_a_copied_device_home_is_shown_as_cloned_and_its_ops_as_equivocation(
     [evidence] = [p for p in problems(phone) if p["reason"] == "op_equivocation"]
     assert f"devices/{laptop.device_id}/" in evidence["name"]
     _, text, _ = phone.daemon.meshctl("status")
-    assert f"device {laptop.device_id} signed two different ops" in text
+    assert f"Device {laptop.device_id} signed two different ops" in text
 
     # Each copy sees the other writing under its id, in words too.
     for copy in (laptop, twin):
         assert "device_cloned" in reasons(copy)
     status, text, _ = twin.daemon.meshctl("status")
     assert status == 0
-    assert "another copy of this device is writing" in text
+    assert "Another copy of this device is writing" in text
 
     # The evidence comes back after a restart, from storage itself.
     home = phone.daemon.home

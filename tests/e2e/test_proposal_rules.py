@@ -45,7 +45,7 @@ def test_threshold_one_is_refused_on_a_two_of_three_mesh(
 def test_a_device_that_rejected_a_proposal_cannot_then_approve_it(
     devices: Devices, folder: str
 ) -> None:
-    phone, laptop, tablet = three_device_mesh(devices, folder)
+    phone, laptop, _tablet = three_device_mesh(devices, folder)
     proposal = laptop.ok("threshold", "3")
     phone.sync()
 

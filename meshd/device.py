@@ -287,7 +287,10 @@ class Device:
             InvalidState: this device already belongs to a mesh.
         """
         if self.log is not None:
-            raise InvalidState("This device already belongs to a mesh")
+            raise InvalidState(
+                "This device already belongs to a mesh: to start over, stop its"
+                " daemon and move its home away"
+            )
         if not label.strip():
             raise InvalidInput("The label must not be empty", field="label")
         log, genesis = create_mesh(label, self.keys, name, kind, self._now_ms())
@@ -311,7 +314,10 @@ class Device:
             InvalidEntry: the storage serves another mesh than the invite's.
         """
         if self.log is not None and not self._may_ask_again(invite):
-            raise InvalidState("This device already belongs to a mesh")
+            raise InvalidState(
+                "This device already belongs to a mesh: to start over, stop its"
+                " daemon and move its home away"
+            )
         signed = [Signed.decode(data) for data in entries]
         log = MeshLog.from_entries(signed, self.keys)
         if log.state.did != invite.did:

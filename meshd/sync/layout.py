@@ -21,7 +21,10 @@ reader checks it before trusting the object, and since the name follows from
 the bytes, two writers of the same name always write the same bytes.
 
 Only ``head`` is ever rewritten, and only by its own device; every other name
-is written once (immutable).
+is written once (immutable). A listing may say which version of a head it
+saw (:attr:`HeadName.version`): an opaque tag from the storage (a folder's
+file identity and times, an S3 ETag) that changes whenever the head is
+rewritten, so a reader knows when to read it again without reading it.
 
 The parser (:func:`parse_name`) is strict: a name either matches one of the
 shapes above exactly, or it is junk and the caller ignores it. That one rule
@@ -36,7 +39,7 @@ folder. :func:`junk_reason` says what a junk name most likely is, for logs.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from meshd.crypto.suite import HASH_SIZE, base32_text, blake2b, normalize_device_id
@@ -203,10 +206,17 @@ class SegmentName:
 
 @dataclass(frozen=True)
 class HeadName:
-    """``devices/<device-id>/head``: the device's signed head, rewritten by it."""
+    """``devices/<device-id>/head``: the device's signed head, rewritten by it.
+
+    ``version`` is what the listing that found the head tagged it with, or
+    ``None`` when the storage offers no tag (or the name was not listed). It
+    is no part of the name: two names of one head are equal whatever their
+    versions.
+    """
 
     mutable: ClassVar[bool] = True
     device_id: str
+    version: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         _check_device_id(self.device_id)

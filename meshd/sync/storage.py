@@ -27,6 +27,13 @@ thread (``trio.to_thread.run_sync``):
 - any other fsspec protocol the person has installed (``memory://`` for
   tests, GCS, SFTP, WebDAV, ...): generic fsspec calls.
 
+A listing tags each head with a version
+(:attr:`~meshd.sync.layout.HeadName.version`) taken from what the listing request returns anyway, never from an extra
+request: a folder's file identity, size and times, an S3 ETag, or whatever
+size and time a generic file system's detailed listing carries (no tag if it
+carries none). :meth:`~StorageBackend.put_mutable` returns the version of the
+head it wrote when the write's own answer tells it (folders, S3).
+
 Listings always go to the storage: the fsspec listing cache is switched off
 and invalidated before each listing, and every backend has its own fsspec
 instance, so a write by another device is seen by the next listing.
@@ -44,6 +51,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import enum
 import errno
 import logging
@@ -77,6 +85,9 @@ from meshd.sync.layout import HeadName, ObjectName
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# A listed file: its path relative to the mesh folder, and its version tag.
+Listed = tuple[str, str | None]
 
 # A listing longer than this is refused rather than walked: a hostile or
 # broken store must not make a poll unbounded. A mesh holds far fewer objects
@@ -173,12 +184,13 @@ class _Driver(Protocol):
         """Write a new object; False (and nothing written) if it exists."""
         ...
 
-    def replace(self, path: str, data: bytes) -> None:
-        """Write or overwrite an object atomically."""
+    def replace(self, path: str, data: bytes) -> str | None:
+        """Write or overwrite an object atomically; its version tag if known."""
         ...
 
-    def find(self, folder: str) -> list[str]:
-        """Every file name under ``folder`` (``""``: all), relative to the root."""
+    def find(self, folder: str) -> list[Listed]:
+        """Every file under ``folder`` (``""``: all), relative to the root,
+        with its version tag."""
         ...
 
     def exists(self, path: str) -> bool: ...
@@ -289,12 +301,16 @@ class FolderDriver:
         os.replace(temporary, target)
         return True
 
-    def replace(self, path: str, data: bytes) -> None:
+    def replace(self, path: str, data: bytes) -> str | None:
         self._count(RequestKind.PUT)
         target = self._inside(self._root / path)
         with self._staged(target, data) as temporary:
             os.replace(temporary, target)
         _fsync_folder(target.parent)
+
+        # The same figures a listing shows for the file (a local call, no
+        # request): the next listing of an untouched head matches them.
+        return _file_version(os.lstat(target))
 
     @contextlib.contextmanager
     def _staged(self, target: Path, data: bytes) -> Iterator[Path]:
@@ -314,14 +330,14 @@ class FolderDriver:
             with contextlib.suppress(FileNotFoundError):
                 temporary.unlink()
 
-    def find(self, folder: str) -> list[str]:
+    def find(self, folder: str) -> list[Listed]:
         self._count(RequestKind.LIST)
         if self._storage_root is not None and not self._storage_root.is_dir():
             raise self._storage_missing()
         top = self._root / folder if folder else self._root
         if not top.is_dir():
             return []
-        found: list[str] = []
+        found: list[Listed] = []
         for directory, _, files in os.walk(top, followlinks=False):
             base = Path(directory).relative_to(self._root).as_posix()
             found.extend(_regular_files(Path(directory), base, files))
@@ -348,18 +364,29 @@ _NO_HARD_LINKS = {
 }
 
 
-def _regular_files(directory: Path, base: str, files: list[str]) -> Iterator[str]:
+def _regular_files(directory: Path, base: str, files: list[str]) -> Iterator[Listed]:
     for name in files:
         # A file may vanish between the folder read and lstat (a temporary
         # name renamed away, a sync client at work): it is simply not listed.
         try:
-            mode = os.lstat(directory / name).st_mode
+            status = os.lstat(directory / name)
         except FileNotFoundError:
             continue
 
         # Symlinks are skipped: an object is a regular file inside the folder.
-        if stat.S_ISREG(mode):
-            yield name if base == "." else f"{base}/{name}"
+        if stat.S_ISREG(status.st_mode):
+            path = name if base == "." else f"{base}/{name}"
+            yield path, _file_version(status)
+
+
+def _file_version(status: os.stat_result) -> str:
+    """A folder file's version tag, from the figures any rewrite changes.
+
+    A rename puts another inode in place; a copy over the file in place
+    changes its times. The change time is set by the system, so even a copy
+    that restores the old modification time changes the tag.
+    """
+    return f"{status.st_ino}-{status.st_size}-{status.st_mtime_ns}-{status.st_ctime_ns}"
 
 
 def _fsync_folder(folder: Path) -> None:
@@ -433,40 +460,49 @@ class S3Driver:
             return False
         return True
 
-    def replace(self, path: str, data: bytes) -> None:
+    def replace(self, path: str, data: bytes) -> str | None:
         self._count(RequestKind.PUT)
         with _s3_errors():
-            self._put(path, data)
+            response = self._put(path, data)
 
-    def _put(self, path: str, data: bytes, **conditions: str) -> None:
-        self._fs.call_s3(
+        # The ETag of the answer is the one later listings show for it.
+        etag = response.get("ETag")
+        return str(etag) if etag is not None else None
+
+    def _put(self, path: str, data: bytes, **conditions: str) -> dict[str, Any]:
+        response: dict[str, Any] = self._fs.call_s3(
             "put_object",
             Bucket=self._bucket,
             Key=self._key(path),
             Body=data,
             **conditions,
         )
+        return response
 
-    def find(self, folder: str) -> list[str]:
+    def find(self, folder: str) -> list[Listed]:
         # No delimiter: the whole tree under the prefix comes in one request
         # per page of 1000 keys.
         listed = _joined(self._prefix, folder) if self._prefix else folder
         key_prefix = f"{listed}/" if listed else ""
-        found: list[str] = []
+        found: list[Listed] = []
         arguments: dict[str, str] = {"Bucket": self._bucket, "Prefix": key_prefix}
         while True:
             self._count(RequestKind.LIST)
             with _s3_errors():
                 page = self._fs.call_s3("list_objects_v2", **arguments)
             found.extend(
-                item["Key"][len(key_prefix) :] for item in page.get("Contents", [])
+                (item["Key"][len(key_prefix) :], item.get("ETag"))
+                for item in page.get("Contents", [])
             )
             if len(found) > MAX_LISTED_OBJECTS:
                 raise TooLarge(
                     f"The mesh prefix holds over {MAX_LISTED_OBJECTS} objects"
                 )
             if not page.get("IsTruncated"):
-                return [f"{folder}/{name}" if folder else name for name in found]
+                return [
+                    (f"{folder}/{name}" if folder else name, version)
+                    for name, version in found
+                ]
             arguments["ContinuationToken"] = page["NextContinuationToken"]
 
     def exists(self, path: str) -> bool:
@@ -533,7 +569,7 @@ class FsspecDriver:
         self.replace(path, data)
         return True
 
-    def replace(self, path: str, data: bytes) -> None:
+    def replace(self, path: str, data: bytes) -> str | None:
         self._count(RequestKind.PUT)
         full = _joined(self._root, path)
         parent, _, leaf = full.rpartition("/")
@@ -543,22 +579,46 @@ class FsspecDriver:
             self._fs.pipe_file(temporary, data)
             self._fs.mv(temporary, full)
 
-    def find(self, folder: str) -> list[str]:
+        # Generic file systems answer a write with nothing to tag it by; the
+        # next listing's tag is taken as the one written.
+        return None
+
+    def find(self, folder: str) -> list[Listed]:
         self._count(RequestKind.LIST)
         top = _joined(self._root, folder)
         with _generic_errors():
             self._fs.invalidate_cache(top)
             try:
-                listed: list[str] = self._fs.find(top, withdirs=False)
+                listed: dict[str, Any] = self._fs.find(top, withdirs=False, detail=True)
             except FileNotFoundError:
                 return []
         root = self._fs._strip_protocol(self._root).rstrip("/") + "/"
-        return [name[len(root) :] for name in listed if name.startswith(root)]
+        return [
+            (name[len(root) :], _listed_version(info))
+            for name, info in listed.items()
+            if name.startswith(root)
+        ]
 
     def exists(self, path: str) -> bool:
         self._count(RequestKind.HEAD)
         with _generic_errors():
             return bool(self._fs.isfile(_joined(self._root, path)))
+
+
+# Fields of fsspec's detailed listings that change when a file is rewritten,
+# by file system: content tags first, then times.
+_VERSION_FIELDS = ("ETag", "etag", "md5", "mtime", "LastModified", "created")
+
+
+def _listed_version(info: Any) -> str | None:
+    """A version tag from one entry of a generic detailed listing, if any."""
+    if not isinstance(info, Mapping):
+        return None
+    for key in _VERSION_FIELDS:
+        value = info.get(key)
+        if value is not None:
+            return f"{info.get('size')}-{value}"
+    return None
 
 
 @contextlib.contextmanager
@@ -676,8 +736,12 @@ class StorageBackend:
             return False
         return present == data
 
-    async def put_mutable(self, name: Name, data: bytes) -> None:
+    async def put_mutable(self, name: Name, data: bytes) -> str | None:
         """Write or rewrite this device's head, atomically.
+
+        Returns:
+            The version tag that listings show for the head just written,
+            when the write's answer tells it; else ``None``.
 
         Raises:
             InvalidInput: the name is not a head, or not this device's.
@@ -688,8 +752,11 @@ class StorageBackend:
             raise InvalidInput("Only a device head is rewritten", field="name")
         if self._own_device_id not in (None, checked.device_id):
             raise InvalidInput("A device writes only its own head", field="name")
-        await self._call("put", checked, self._driver.replace, checked.path, data)
+        version = await self._call(
+            "put", checked, self._driver.replace, checked.path, data
+        )
         logger.debug("Storage wrote %s (%d bytes)", _log_name(checked), len(data))
+        return version
 
     async def get(self, name: Name, max_size: int) -> bytes:
         """The bytes of an object, if it is at most ``max_size`` bytes long.
@@ -729,8 +796,9 @@ class StorageBackend:
     async def list(self, prefix: str = "") -> list[ObjectName]:
         """Every valid object name under ``prefix``, sorted by path.
 
-        Junk (conflict copies, temporary files, placeholders, unknown or
-        hostile names) is left out with a debug log line.
+        Heads carry the version tag the listing gave them. Junk (conflict
+        copies, temporary files, placeholders, unknown or hostile names) is
+        left out with a debug log line.
 
         Raises:
             InvalidInput: the prefix could leave the mesh folder.
@@ -740,12 +808,14 @@ class StorageBackend:
         folder = layout.check_prefix(prefix)
         listed = await self._call("list", folder or "/", self._driver.find, folder)
         names: list[ObjectName] = []
-        for path in listed:
+        for path, version in listed:
             parsed = layout.parse_name(path)
             if parsed is None:
                 logger.debug(
                     "Storage ignored %r: %s", path[:120], layout.junk_reason(path)
                 )
+            elif isinstance(parsed, HeadName):
+                names.append(dataclasses.replace(parsed, version=version))
             else:
                 names.append(parsed)
         return sorted(names, key=lambda name: name.path)

@@ -431,6 +431,13 @@ class Device:
         log = self.require_log()
         found = []
         for pending in self.book.pending(self._now_ms()):
+            # A threshold proof that has its approvals needs nobody any more;
+            # `meshctl proof ID` fetches it.
+            if (
+                pending.proposal.kind == AUTH
+                and len(pending.approvals) >= log.state.threshold
+            ):
+                continue
             summary = pending.summary(log.state.threshold)
             summary["summary"] = self._describe(pending.proposal)
             summary["code_required"] = pending.code_required

@@ -281,6 +281,10 @@ def prove_with_threshold(mesh: Mesh) -> None:
         waiting.wait()
     mesh.printed["prove --threshold"] = Printed(waiting.returncode, out, err)
 
+    # With its approvals in, the proof asks nothing more of anybody.
+    listed = mesh.must("pending after the proof", laptop, "pending")
+    assert asked["id"] not in [item["id"] for item in listed]
+
 
 def wait_for_auth_request(mesh: Mesh, device: Device) -> dict[str, Any]:
     for _ in range(40):

@@ -25,6 +25,7 @@ Command-line options win over the file.
 
 from __future__ import annotations
 
+import logging
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,8 @@ from meshd.crypto import passphrase
 from meshd.errors import InvalidInput
 from meshd.events import DEFAULT_RING_SIZE
 from meshd.rpc.server import ServerLimits
+
+logger = logging.getLogger(__name__)
 
 KDF_STRENGTHS = {
     "moderate": (passphrase.DEFAULT_OPSLIMIT, passphrase.DEFAULT_MEMLIMIT),
@@ -99,7 +102,7 @@ def parse_config(document: dict[str, Any], origin: Path) -> Config:
         raise InvalidInput(
             f"{origin}: keystore.kdf must be one of {sorted(KDF_STRENGTHS)}"
         )
-    return Config(
+    config = Config(
         log_level=log_level,
         socket=Path(socket).expanduser() if socket else None,
         limits=limits,
@@ -108,13 +111,30 @@ def parse_config(document: dict[str, Any], origin: Path) -> Config:
         sync_interval=reader.get("sync", "interval", float, 3.0),
     )
 
+    # A misspelt setting would otherwise do nothing without a word.
+    for name in reader.unread():
+        logger.warning("Config %s: unknown setting %s is ignored", origin, name)
+    return config
+
 
 class _Reader:
     def __init__(self, document: dict[str, Any], origin: Path) -> None:
         self.document = document
         self.origin = origin
+        self.read: set[str] = set()
+
+    def unread(self) -> list[str]:
+        """The settings in the document that no :meth:`get` asked for."""
+        present = []
+        for section, table in self.document.items():
+            if isinstance(table, dict):
+                present += [f"{section}.{key}" for key in table]
+            else:
+                present.append(section)
+        return sorted(name for name in present if name not in self.read)
 
     def get(self, section: str, key: str, kind: type[Any], default: Any) -> Any:
+        self.read.add(f"{section}.{key}")
         table = self.document.get(section, {})
         if not isinstance(table, dict):
             raise InvalidInput(f"{self.origin}: [{section}] must be a table")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from meshd.client import Client
-from tests.daemons import MeshdFactory, MeshdProcess
+from tests.daemons import TEST_CONFIG, MeshdFactory, MeshdProcess
 
 
 def test_socket_is_0600_in_a_0700_folder(meshd: MeshdProcess) -> None:
@@ -125,6 +125,15 @@ def test_bad_config_file_stops_the_start_with_one_line(
     assert daemon.process.wait(30) == 1
     assert named in daemon.log_text()
     assert "Traceback" not in daemon.log_text()
+
+
+def test_a_misspelt_setting_is_named_in_the_log_and_the_daemon_runs(
+    meshd_factory: MeshdFactory,
+) -> None:
+    daemon = meshd_factory.start(config=TEST_CONFIG + "\n[sync]\nintervall = 5\n")
+
+    assert daemon.client().call("daemon.ping") is not None
+    assert "unknown setting sync.intervall is ignored" in daemon.log_text()
 
 
 def test_a_home_too_deep_for_a_socket_path_says_so_in_one_line(

@@ -114,6 +114,9 @@ CODE_PATTERN = re.compile(r"[0-9]{6}")
 _NOT_FOR_THIS_DEVICE = frozenset({"decryption_failed", "not_a_recipient"})
 # The evidence that another copy of this device writes under its id.
 DEVICE_CLONED = "device_cloned"
+# Storage holds an older head of this device, or one it did not sign, in
+# place of the head it wrote.
+HEAD_REPLACED = "head_replaced"
 
 _SETTING_STORAGE = "storage"
 _SETTING_ACCEPTED_HEAD = "accepted_head"
@@ -171,9 +174,14 @@ class Device:
         self.log: MeshLog | None = None
         self.replica: Replica | None = None
         self.vault_seed: bytes | None = None
+        # Peers whose head was read since their last new segment, and the
+        # version it had then (None: the storage gives no versions); it is
+        # read again when the listing shows another version.
         self._checked_heads: set[str] = set()
+        self._head_versions: dict[str, str | None] = {}
         self._fetched_segments: set[str] = set()
         self._published_head: bytes | None = None
+        self._offered_head: HeadBody | None = None
         self._entry_names_at: tuple[bytes, frozenset[str]] = (b"", frozenset())
         # The last op sequence of each device that storage lists a segment
         # for, so a head that claims more is seen to reference missing ops.
@@ -719,6 +727,7 @@ class Device:
         marker = repr(vector).encode() + self.require_log().head
         if marker != self._published_head:
             self._published_head = marker
+            self._offered_head = HeadBody.decode(Signed.decode(head).body)
             found.append((HeadName(self.device_id), head))
         return found
 
@@ -780,12 +789,15 @@ class Device:
                 return self._wants_approval(identifier, device)
             case SegmentName():
                 return self._wants_segment(name)
-            case HeadName(device_id=device):
-                # TODO: a peer's head is read again only after a new segment
-                # of that peer arrives, so a head that changes alone (a peer
-                # that saw new mesh-log entries but wrote no op) is not
-                # checked for freshness until that peer writes again.
-                return device != self.device_id and device not in self._checked_heads
+            case HeadName(device_id=device, version=version):
+                # This device's own head is watched by the sync engine, which
+                # wrote it; a peer's is read again when its version changes.
+                if device == self.device_id:
+                    return False
+                if device not in self._checked_heads:
+                    return True
+                read_at = self._head_versions.get(device)
+                return version is not None and version != read_at
             case SnapshotName():
                 return (
                     self.replica is not None and name.path not in self._fetched_segments
@@ -957,7 +969,10 @@ class Device:
         Segments and mesh-log entries are pulled before heads in a round, so
         by now this device holds everything an honest head refers to.
         """
+        if name.device_id == self.device_id:
+            return self._receive_own_head(data)
         self._checked_heads.add(name.device_id)
+        self._head_versions[name.device_id] = name.version
         log = self.require_log()
         head = verify_head(data, log)
         if head.device != name.device_id:
@@ -981,6 +996,27 @@ class Device:
             return Verdict(Outcome.REJECTED, "segment_missing")
         self.store.put_head(name.device_id, data)
         return Verdict(Outcome.ACCEPTED)
+
+    def _receive_own_head(self, data: bytes) -> Verdict:
+        """Judge what storage holds under this device's head instead of the
+        head it wrote: the sync engine puts the written one back when this
+        refuses it.
+
+        An older head of this device, or one it did not sign, is evidence
+        that storage replaced it. A newer one signed with its keys is not:
+        another copy of this device wrote it (shown by its ops, as
+        ``device_cloned``).
+        """
+        try:
+            head = verify_head(data, self.require_log())
+        except MeshError:
+            return Verdict(Outcome.REJECTED, HEAD_REPLACED)
+        offered = self._offered_head
+        if head.device != self.device_id or offered is None:
+            return Verdict(Outcome.REJECTED, HEAD_REPLACED)
+        if (head.sequence, head.wall_ms) < (offered.sequence, offered.wall_ms):
+            return Verdict(Outcome.REJECTED, HEAD_REPLACED)
+        return Verdict(Outcome.DUPLICATE)
 
     def _known_sequence(self, device: str) -> int:
         listed = self._listed_sequences.get(device, 0)

@@ -33,14 +33,33 @@ storage, so one that vanishes from the listing is recorded as
 ``object_missing`` (a rolled-back or rewritten folder). Its writer, and every
 device that holds it, puts it back; once it is listed again the problem is
 dropped, so status shows only what is still missing.
+
+Mutable objects (heads) are watched by their version tag
+(:attr:`~meshd.sync.layout.HeadName.version`), which the listing carries at
+no extra cost:
+
+- A head this engine wrote must keep the version its write got. When the
+  listing shows another one (a rolled-back folder, an older copy put over
+  it), the engine reads it once: the same bytes re-written are fine; other
+  bytes go to the local side, which says whether they are evidence (an older
+  head, or one it did not sign), and then the written head is put back. A
+  head that vanished is put back too.
+- A peer's head is the local side's business: it asks for it again
+  (:meth:`LocalParty.wants`) when its version changes. Once a later read of
+  a head is accepted, the problems recorded about that head are dropped: the
+  peer's view in storage is fresh again.
+
+Without version tags (a storage that offers none) heads are read as before:
+a peer's when the local side wants it, the engine's own never.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import logging
 from collections import deque
-from collections.abc import Container, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -125,7 +144,10 @@ class ObjectStore(Protocol):
 
     async def put_immutable(self, name: ObjectName, data: bytes) -> bool: ...
 
-    async def put_mutable(self, name: ObjectName, data: bytes) -> None: ...
+    async def put_mutable(self, name: ObjectName, data: bytes) -> str | None:
+        """Write or rewrite the object; the version tag that listings will
+        show for it, when the store knows it at once."""
+        ...
 
 
 class LocalParty(Protocol):
@@ -146,6 +168,15 @@ class LocalParty(Protocol):
     def after_round(self) -> None:
         """Called once a round ends: retry held objects, finalize, etc."""
         ...
+
+
+@dataclass(frozen=True)
+class _Written:
+    """A mutable object this engine wrote, and the version it got."""
+
+    name: ObjectName
+    data: bytes
+    version: str | None
 
 
 def pull_order(name: ObjectName) -> tuple[int, str, int]:
@@ -177,6 +208,8 @@ class SyncEngine:
         # Immutable names seen listed or pushed; they must stay listed.
         self._seen: set[str] = set()
         self._missing: set[str] = set()
+        # Mutable objects written by this engine, by path.
+        self._written: dict[str, _Written] = {}
 
     async def run_round(self) -> RoundReport:
         """One listing, then push, then pull. Raises StorageUnavailable when the
@@ -184,7 +217,9 @@ class SyncEngine:
         report = RoundReport()
         listed = {name.path: name for name in await self.store.list()}
         self._check_nothing_vanished(listed, report)
+        replaced = await self._check_written(listed, report)
         pushed = await self._push(listed.keys(), report)
+        await self._put_back(replaced - pushed, report)
         await self._pull(listed, report)
         self.party.after_round()
 
@@ -195,11 +230,12 @@ class SyncEngine:
 
     async def _push(self, listed: Container[str], report: RoundReport) -> set[str]:
         """Put what the party has to send that is not in storage yet; return
-        the immutable names put."""
+        the names put."""
         pushed: set[str] = set()
         for name, data in self.party.outgoing():
             if name.mutable:
-                await self.store.put_mutable(name, data)
+                await self._put_mutable(name, data)
+                pushed.add(name.path)
             elif name.path in listed:
                 continue
             else:
@@ -208,6 +244,64 @@ class SyncEngine:
                 pushed.add(name.path)
             report.pushed += 1
         return pushed
+
+    async def _put_mutable(self, name: ObjectName, data: bytes) -> None:
+        # Remembered so that a later listing shows whether storage still
+        # holds it; like an immutable object, it must never vanish.
+        version = await self.store.put_mutable(name, data)
+        self._written[name.path] = _Written(name, data, version)
+        self._seen.add(name.path)
+
+    async def _check_written(
+        self, listed: dict[str, ObjectName], report: RoundReport
+    ) -> set[str]:
+        """The paths of written mutable objects that storage lost or replaced
+        and that must be put back."""
+        replaced: set[str] = set()
+        for path, written in list(self._written.items()):
+            if not await self._still_written(written, listed.get(path), report):
+                replaced.add(path)
+        return replaced
+
+    async def _still_written(
+        self, written: _Written, listed: ObjectName | None, report: RoundReport
+    ) -> bool:
+        """Whether storage still holds what was written (or something the
+        party lets stand). Reads the object only when its version changed."""
+        if listed is None:
+            return False
+        version = getattr(listed, "version", None)
+        if version is None or version == written.version:
+            return True
+
+        # A write whose answer had no version: the first listing after it
+        # shows the version of what was written.
+        self._written[listed.path] = dataclasses.replace(written, version=version)
+        if written.version is None:
+            return True
+        return await self._judge_rewritten(written, report)
+
+    async def _judge_rewritten(self, written: _Written, report: RoundReport) -> bool:
+        """Read a written object that got a new version, and judge it."""
+        found = await self._read(written.name)
+        if found is None:
+            return False
+        if found == written.data:
+            # Rewritten with the same bytes (a sync client touching the file).
+            return True
+        verdict = (
+            found if isinstance(found, Verdict) else self._judge(written.name, found)
+        )
+        self._count(written.name, verdict, report)
+        return verdict.outcome is not Outcome.REJECTED
+
+    async def _put_back(self, paths: set[str], report: RoundReport) -> None:
+        """Write again what this engine wrote and storage lost or replaced."""
+        for path in sorted(paths):
+            written = self._written[path]
+            logger.warning("Sync: putting %s back in storage", path)
+            await self._put_mutable(written.name, written.data)
+            report.pushed += 1
 
     def _check_nothing_vanished(
         self, listed: dict[str, ObjectName], report: RoundReport
@@ -231,14 +325,18 @@ class SyncEngine:
         """Drop the ``object_missing`` problems of objects listed again."""
         if not restored:
             return
-        kept = [
-            problem
-            for problem in self.problems
-            if problem.reason != "object_missing" or problem.name not in restored
-        ]
+        self._drop_problems(
+            lambda problem: (
+                problem.reason == "object_missing" and problem.name in restored
+            )
+        )
         logger.info("Sync: %d missing objects are back in storage", len(restored))
-        self.problems.clear()
-        self.problems.extend(kept)
+
+    def _drop_problems(self, solved: Callable[[Problem], bool]) -> None:
+        kept = [problem for problem in self.problems if not solved(problem)]
+        if len(kept) < len(self.problems):
+            self.problems.clear()
+            self.problems.extend(kept)
 
     async def _pull(self, listed: dict[str, ObjectName], report: RoundReport) -> None:
         # Ask what is wanted only when its turn comes: an approval is wanted
@@ -252,6 +350,14 @@ class SyncEngine:
             self._count(name, verdict, report)
 
     async def _fetch_one(self, name: ObjectName) -> Verdict | None:
+        found = await self._read(name)
+        if found is None or isinstance(found, Verdict):
+            return found
+        return self._judge(name, found)
+
+    async def _read(self, name: ObjectName) -> bytes | Verdict | None:
+        """The object's bytes; a rejection if they break what the name
+        promises; None if it is gone."""
         try:
             data = await self.store.get(name, MAX_OBJECT_SIZE)
         except NotFound:
@@ -264,6 +370,9 @@ class SyncEngine:
         expected = getattr(name, "hash", None)
         if expected is not None and content_hash(data) != expected:
             return Verdict(Outcome.REJECTED, "hash_mismatch")
+        return data
+
+    def _judge(self, name: ObjectName, data: bytes) -> Verdict:
         try:
             return self.party.receive(name, data)
         except MeshError as exc:
@@ -272,6 +381,10 @@ class SyncEngine:
     def _count(self, name: ObjectName, verdict: Verdict, report: RoundReport) -> None:
         if verdict.outcome in (Outcome.ACCEPTED, Outcome.DUPLICATE):
             report.pulled += verdict.outcome is Outcome.ACCEPTED
+            if name.mutable:
+                # A later version was taken: what was wrong with an earlier
+                # one (stale, withheld entries) is no longer so.
+                self._drop_problems(lambda problem: problem.name == name.path)
             return
         if verdict.outcome is Outcome.HELD:
             report.held += 1

@@ -28,11 +28,12 @@ thread (``trio.to_thread.run_sync``):
   tests, GCS, SFTP, WebDAV, ...): generic fsspec calls.
 
 A listing tags each head with a version
-(:attr:`~meshd.sync.layout.HeadName.version`) taken from what the listing request returns anyway, never from an extra
-request: a folder's file identity, size and times, an S3 ETag, or whatever
-size and time a generic file system's detailed listing carries (no tag if it
-carries none). :meth:`~StorageBackend.put_mutable` returns the version of the
-head it wrote when the write's own answer tells it (folders, S3).
+(:attr:`~meshd.sync.layout.HeadName.version`) taken from what the listing
+request returns anyway, never from an extra request: a folder's file
+identity, size and times, an S3 ETag, or whatever size and time a generic
+file system's detailed listing carries (no tag if it carries none).
+:meth:`~StorageBackend.put_mutable` returns the version of the head it wrote
+when the write's own answer tells it (folders, S3).
 
 Listings always go to the storage: the fsspec listing cache is switched off
 and invalidated before each listing, and every backend has its own fsspec

@@ -25,7 +25,7 @@ class HeadFile:
     """The laptop's head as the provider sees it, on a folder or in S3."""
 
     read: Callable[[], bytes]
-    write: Callable[[bytes], None]
+    write: Callable[[bytes], object]
     delete: Callable[[], None]
     requests: Callable[[], dict[str, int]]
     clear_requests: Callable[[], None]

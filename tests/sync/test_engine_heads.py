@@ -8,25 +8,25 @@ import dataclasses
 import itertools
 
 from meshd.crypto.suite import DeviceKeys
-from meshd.errors import NotFound
 from meshd.sync.engine import Outcome, SyncEngine, Verdict
-from meshd.sync.layout import HeadName, ObjectName, parse_name
-from tests.sync.test_engine import DEVICE, RecordingParty
+from meshd.sync.layout import HeadName, ObjectName
+from tests.sync.test_engine import DEVICE, MemoryStore, RecordingParty
 
 _versions = itertools.count(1)
 
 
 class VersionedStore:
-    """A memory store whose listing tags each head with a write counter, as
-    S3 tags objects with an ETag; ``tagged=False`` plays a store without."""
+    """The memory store of the engine tests, with a listing that tags each
+    head with a write counter as S3 tags objects with an ETag;
+    ``tagged=False`` plays a store without tags."""
 
     def __init__(self, tagged: bool = True) -> None:
         self.tagged = tagged
-        self.objects: dict[str, bytes] = {}
+        self.memory = MemoryStore()
+        self.objects = self.memory.objects
+        self.gets = self.memory.gets
         self.versions: dict[str, str] = {}
-        self.gets: list[str] = []
         self.puts: list[str] = []
-        self.lists = 0
 
     def plant(self, name: ObjectName, data: bytes) -> None:
         """A write by the provider, not through the engine."""
@@ -34,8 +34,7 @@ class VersionedStore:
         self.versions[name.path] = str(next(_versions))
 
     async def list(self, prefix: str = "") -> list[ObjectName]:
-        self.lists += 1
-        names = [name for name in map(parse_name, self.objects) if name is not None]
+        names = await self.memory.list(prefix)
         if not self.tagged:
             return names
         return [
@@ -46,13 +45,10 @@ class VersionedStore:
         ]
 
     async def get(self, name: ObjectName, max_size: int) -> bytes:
-        self.gets.append(name.path)
-        if name.path not in self.objects:
-            raise NotFound(name.path)
-        return self.objects[name.path]
+        return await self.memory.get(name, max_size)
 
     async def put_immutable(self, name: ObjectName, data: bytes) -> bool:
-        return self.objects.setdefault(name.path, data) is data
+        return await self.memory.put_immutable(name, data)
 
     async def put_mutable(self, name: ObjectName, data: bytes) -> str | None:
         self.puts.append(name.path)
@@ -120,7 +116,7 @@ async def test_an_idle_round_reads_no_head() -> None:
 
     assert store.gets == []
     assert store.puts == []
-    assert store.lists == 2
+    assert store.memory.lists == 2
 
 
 async def test_without_versions_an_own_head_is_never_read_again() -> None:

@@ -274,9 +274,11 @@ class SyncEngine:
         if version is None or version == written.version:
             return True
 
+        # Remembered at once, so each version is read at most once.
+        self._written[listed.path] = dataclasses.replace(written, version=version)
+
         # A write whose answer had no version: the first listing after it
         # shows the version of what was written.
-        self._written[listed.path] = dataclasses.replace(written, version=version)
         if written.version is None:
             return True
         return await self._judge_rewritten(written, report)
@@ -286,9 +288,12 @@ class SyncEngine:
         found = await self._read(written.name)
         if found is None:
             return False
+
+        # Rewritten with the same bytes (a sync client touching the file).
         if found == written.data:
-            # Rewritten with the same bytes (a sync client touching the file).
             return True
+
+        # Other bytes: the party says whether they are evidence.
         verdict = (
             found if isinstance(found, Verdict) else self._judge(written.name, found)
         )

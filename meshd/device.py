@@ -106,6 +106,8 @@ NO_MESH = "no_mesh"
 JOINING = "joining"
 MEMBER = "member"
 REVOKED = "revoked"
+# A threshold proof whose approvals are in: it is ready to fetch.
+COMPLETE = "complete"
 
 # Op refusals that follow from the mesh log (a revoked device writing on),
 # not from tampering: counted, but not shown as storage problems.
@@ -413,7 +415,7 @@ class Device:
             "request_id": identifier,
             "code": short_code(pending.signed.body),
             "approvals": len(pending.approvals),
-            "required": self.log.state.threshold,
+            "required": pending.required,
             "state": "applied" if state == MEMBER else pending.status,
         }
 
@@ -588,13 +590,20 @@ class Device:
         return result
 
     def _proposal_result(self, identifier: bytes) -> dict[str, Any]:
+        """How a proposal stands: ``required`` is the threshold it was made
+        under, and a threshold proof with its approvals in is ``complete``
+        (it never becomes an entry; ``meshctl proof`` fetches it)."""
         pending = self.book.get(identifier)
-        log = self.require_log()
+        state = pending.status
+        if pending.proposal.kind == AUTH and state == PENDING:
+            active = set(self.require_log().state.active_ids())
+            if len(active & set(pending.approvals)) >= pending.required:
+                state = COMPLETE
         return {
             "id": identifier.hex(),
             "approvals": len(pending.approvals),
-            "required": log.state.threshold,
-            "state": pending.status,
+            "required": pending.required,
+            "state": state,
         }
 
     def _store_approval(self, identifier: bytes, signed: Signed) -> None:
@@ -1118,7 +1127,7 @@ class Device:
             "proposal_id": identifier.hex(),
             "approvals": len(approvals),
             "required": required,
-            "state": "complete" if len(approvals) >= required else pending.status,
+            "state": COMPLETE if len(approvals) >= required else pending.status,
         }
         if len(approvals) >= required:
             result["proof"] = threshold_proof(data, pending.signed.body, approvals)

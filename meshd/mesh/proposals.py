@@ -481,6 +481,9 @@ class PendingProposal:
     rejections: dict[str, Signed] = field(default_factory=dict)
     status: str = PENDING
     wrong_codes: int = 0
+    # The threshold in force on the head the proposal was made on: the
+    # approvals it needs, whatever threshold its change leaves behind.
+    required: int = 0
 
     @property
     def code_required(self) -> bool:
@@ -520,7 +523,10 @@ class ProposalBook:
         known = self._entries.get(identifier)
         if known is not None:
             return known
-        pending = PendingProposal(signed, read_proposal(state, signed), identifier)
+        proposal = read_proposal(state, signed)
+        pending = PendingProposal(
+            signed, proposal, identifier, required=state.threshold
+        )
         self._entries[identifier] = pending
         logger.info(
             "Proposal %s %s added", pending.proposal.kind, identifier.hex()[:12]

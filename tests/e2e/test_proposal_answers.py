@@ -1,0 +1,67 @@
+"""What approvers and a joining device are told about a proposal, on real
+daemons driven by meshctl: what approving changes, how many answered yes
+and no, and what an approval achieved.
+
+The stories run on a shared folder only: what they check is said by the
+daemon, whatever storage driver carries the objects.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import Device, Devices
+from tests.e2e.test_stories import create_mesh, finish_join, request_join
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> str:
+    storage = tmp_path / "storage"
+    storage.mkdir()
+    return str(storage)
+
+
+def two_device_mesh(devices: Devices, folder: str) -> tuple[Device, Device, dict]:
+    """Phone and laptop; the laptop's enrollment raised the threshold to 2.
+
+    Returns the devices and the phone's answer to approving the laptop.
+    """
+    devices.start("phone", "laptop")
+    phone = create_mesh(devices, folder)
+    laptop = devices["laptop"]
+    request = request_join(laptop, phone)
+    phone.sync()
+    approved = phone.ok(
+        "approve", str(request["request_id"]), "--code", str(request["code"])
+    )
+    finish_join(laptop)
+    phone.sync()
+    return phone, laptop, approved
+
+
+def test_approving_the_second_device_says_the_one_approval_it_needed(
+    devices: Devices, folder: str
+) -> None:
+    phone, laptop, approved = two_device_mesh(devices, folder)
+
+    assert (approved["approvals"], approved["required"]) == (1, 1)
+    assert approved["state"] == "applied"
+    assert laptop.ok("status")["request"] is None
+    assert phone.ok("status")["threshold"] == 2
+
+
+def test_a_threshold_proof_approved_by_enough_devices_is_complete(
+    devices: Devices, folder: str
+) -> None:
+    phone, laptop, _ = two_device_mesh(devices, folder)
+    started = phone.ok("prove", "--challenge", "nonce-1", "--threshold")
+    laptop.sync()
+
+    approved = laptop.ok("approve", started["proposal_id"])
+
+    assert (approved["approvals"], approved["required"]) == (2, 2)
+    assert approved["state"] == "complete"
+    phone.sync()
+    assert len(phone.ok("proof", started["proposal_id"])["signatures"]) == 2

@@ -120,6 +120,7 @@ def table(
     columns: Sequence[str],
     empty: str,
     cells: dict[str, CellRenderer] | None = None,
+    whole: Sequence[str] = (),
 ) -> Renderer:
     """A renderer drawing a list of objects as aligned columns.
 
@@ -127,8 +128,11 @@ def table(
         columns: the keys shown, in order; headers are their upper case.
         empty: the text for an empty list.
         cells: how to show a column's values, when not with :func:`value_text`.
+        whole: columns never cut short (what a person must read in full to
+            decide, such as what approving a proposal changes).
     """
     shown = {column: (cells or {}).get(column, value_text) for column in columns}
+    limits = {column: 10**9 if column in whole else MAX_CELL for column in columns}
 
     def render(rows: Any) -> str:
         if not isinstance(rows, list):
@@ -138,7 +142,7 @@ def table(
         lines = [[column.upper() for column in columns]]
         lines += [
             [
-                shorten(clean(shown[column](row.get(column))))
+                shorten(clean(shown[column](row.get(column))), limits[column])
                 if isinstance(row, dict)
                 else ""
                 for column in columns
@@ -182,6 +186,7 @@ pending = table(
     ("id", "kind", "summary", "approvals", "required", "expires_at"),
     "Nothing pending.",
     {"expires_at": time_text},
+    whole=("summary",),
 )
 
 

@@ -69,8 +69,15 @@ from meshd.mesh.proposals import (
     require_active,
     short_code,
 )
-from meshd.mesh.records import AUTH, REVOKE, THRESHOLD, Proposal, Revocation
-from meshd.mesh.state import MeshState, entry_hash, read_entry
+from meshd.mesh.records import (
+    AUTH,
+    ENTRY_KIND_OF_PROPOSAL,
+    REVOKE,
+    THRESHOLD,
+    Proposal,
+    Revocation,
+)
+from meshd.mesh.state import MeshState, changed_membership, entry_hash, read_entry
 from meshd.mesh.vaults import proposal_id, recover_vault_seed
 from meshd.replica.delegation import VALID as VALID_DELEGATION
 from meshd.replica.delegation import delegation_standing
@@ -448,8 +455,12 @@ class Device:
                 and len(pending.approvals) >= log.state.threshold
             ):
                 continue
-            summary = pending.summary(log.state.threshold)
+            summary = pending.summary(pending.required)
             summary["summary"] = self._describe(pending.proposal)
+            summary["reason"] = self._reason(pending.proposal)
+            threshold = self._threshold_after(pending.proposal)
+            if threshold is not None:
+                summary["threshold"] = threshold
             summary["code_required"] = pending.code_required
             if pending.proposal.revocations:
                 summary["cutoffs"] = {
@@ -459,6 +470,37 @@ class Device:
         return found
 
     def _describe(self, proposal: Proposal) -> str:
+        """What approving changes, in words: the change itself, a threshold
+        it sets on the way, and the proposer's reason."""
+        text = self._describe_change(proposal)
+        threshold = self._threshold_after(proposal)
+        if threshold is not None and proposal.kind != THRESHOLD:
+            text += f" and set the threshold to {threshold}"
+
+        # An auth proposal's reason is already its whole description.
+        reason = self._reason(proposal)
+        if reason and proposal.kind != AUTH:
+            text += f"; reason: {reason}"
+        return text
+
+    def _reason(self, proposal: Proposal) -> str:
+        """The reason the proposer gave, when this device may read it."""
+        note = read_note(proposal, self.keys, self.device_id)
+        return note.reason if note is not None else ""
+
+    def _threshold_after(self, proposal: Proposal) -> int | None:
+        """The threshold a membership change leaves, when it differs from
+        the one in force (None when it keeps it, or is no such change)."""
+        state = self.require_log().state
+        if proposal.kind not in ENTRY_KIND_OF_PROPOSAL:
+            return None
+        try:
+            after = changed_membership(state, proposal, state.position + 1)
+        except MeshError:
+            return proposal.threshold or None
+        return after.threshold if after.threshold != state.threshold else None
+
+    def _describe_change(self, proposal: Proposal) -> str:
         log = self.require_log()
         cutoffs = ", ".join(str(r.cutoff) for r in proposal.revocations)
         kept = f" (keeps its ops up to {cutoffs})" if cutoffs else ""

@@ -65,3 +65,22 @@ def test_a_threshold_proof_approved_by_enough_devices_is_complete(
     assert approved["state"] == "complete"
     phone.sync()
     assert len(phone.ok("proof", started["proposal_id"])["signatures"]) == 2
+
+
+def test_approvers_see_the_threshold_and_reason_a_revocation_carries(
+    devices: Devices, folder: str
+) -> None:
+    phone, laptop, _ = two_device_mesh(devices, folder)
+    phone.ok(
+        "revoke", laptop.device_id, "--threshold", "1", "--reason", "left on a train"
+    )
+    laptop.sync()
+
+    (listed,) = laptop.ok("pending")
+    status, out, _ = laptop.daemon.meshctl("pending")
+
+    assert (listed["threshold"], listed["reason"]) == (1, "left on a train")
+    assert "and set the threshold to 1" in listed["summary"]
+    assert "left on a train" in listed["summary"]
+    assert status == 0
+    assert "and set the threshold to 1; reason: left on a train" in out

@@ -183,7 +183,7 @@ conflicts = table(
 )
 
 pending = table(
-    ("id", "kind", "summary", "approvals", "required", "expires_at"),
+    ("id", "kind", "summary", "approvals", "rejections", "required", "expires_at"),
     "Nothing pending.",
     {"expires_at": time_text},
     whole=("summary",),
@@ -258,6 +258,7 @@ def request_text(request: dict[str, Any]) -> str:
         f"code {value_text(request.get('code'))}  "
         f"approvals {value_text(request.get('approvals'))} of "
         f"{value_text(request.get('required'))}  "
+        f"rejections {value_text(request.get('rejections', 0))}  "
         f"({value_text(request.get('state'))})"
     )
 

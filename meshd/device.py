@@ -55,13 +55,16 @@ from meshd.errors import (
     NoMesh,
     NotFound,
     RollbackRefused,
+    TooManyAttempts,
     UnknownProposal,
 )
 from meshd.invite import Invite
 from meshd.mesh.changes import rotate_device_key, rotate_vault
 from meshd.mesh.log import MeshLog, create_mesh
 from meshd.mesh.proposals import (
+    LOCKED,
     PENDING,
+    REJECTED,
     ProposalBook,
     make_join_request,
     propose,
@@ -126,6 +129,9 @@ DEVICE_CLONED = "device_cloned"
 # Storage holds an older head of this device, or one it did not sign, in
 # place of the head it wrote.
 HEAD_REPLACED = "head_replaced"
+
+# Proposals whose answers this device publishes.
+_ANSWERED_STATES = frozenset({PENDING, REJECTED, LOCKED})
 
 _SETTING_STORAGE = "storage"
 _SETTING_ACCEPTED_HEAD = "accepted_head"
@@ -422,6 +428,7 @@ class Device:
             "request_id": identifier,
             "code": short_code(pending.signed.body),
             "approvals": len(pending.approvals),
+            "rejections": len(pending.rejections),
             "required": pending.required,
             "state": "applied" if state == MEMBER else pending.status,
         }
@@ -552,6 +559,9 @@ class Device:
             signed = self.book.approve(
                 identifier, log.state, self.keys, self._now_ms(), code
             )
+        except TooManyAttempts:
+            self._reject_locked(identifier)
+            raise
         finally:
             # Stored before the answer goes out, so that restarting the
             # daemon gives no new guesses at the code.
@@ -560,6 +570,20 @@ class Device:
         self._store_approval(identifier, signed)
         self.try_finalize()
         return self._proposal_result(identifier)
+
+    def _reject_locked(self, identifier: bytes) -> None:
+        """Answer no to a request this device locked after wrong codes.
+
+        The lock is this device's own; its published rejection tells the
+        other devices and the new device that it will not approve, so they
+        count it (and see the request rejected once it cannot pass).
+        """
+        log = self.require_log()
+        pending = self.book.get(identifier)
+        if self.device_id in pending.rejections:
+            return
+        signed = self.book.reject(identifier, log.state, self.keys, self._now_ms())
+        self._store_approval(identifier, signed)
 
     def reject(self, text: str) -> dict[str, Any]:
         """Raises:
@@ -750,7 +774,9 @@ class Device:
             data = entry.encode()
             found.append((log_entry_name(index, data), data))
         for pending in self.book.all():
-            if pending.status != PENDING:
+            # The answers of a rejected or locked request are published too:
+            # they are how the other devices learn that it cannot pass.
+            if pending.status not in _ANSWERED_STATES:
                 continue
             found.append(
                 (ProposalRequestName(pending.id.hex()), pending.signed.encode())

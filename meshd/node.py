@@ -41,11 +41,12 @@ from meshd.errors import (
     NotFound,
     ProtocolError,
     StorageUnavailable,
+    TooManyAttempts,
 )
 from meshd.events import EventBus
 from meshd.invite import Invite
 from meshd.keystore import Keystore
-from meshd.mesh.proposals import LOCKED, PENDING
+from meshd.mesh.proposals import LOCKED, PENDING, REJECTED
 from meshd.replica.head import verify_head
 from meshd.replica.paths import (
     CONFLICT_MODE_PATH,
@@ -456,7 +457,12 @@ class MeshNode:
         return self.device.pending()
 
     async def approve(self, id: str, code: str | None) -> dict[str, Any]:
-        result = self.device.approve(id, code)
+        try:
+            result = self.device.approve(id, code)
+        except TooManyAttempts:
+            # The lock made a rejection: push it without waiting for a poll.
+            self.wake()
+            raise
         self.events.publish("proposal.approved", id=result["id"], state=result["state"])
         result["pushed"] = await self._push_now()
         return result
@@ -771,7 +777,10 @@ def mesh_methods(node: Callable[[], MeshNode]) -> list[Method]:
             "enrollment.status",
             handler("request_status"),
             summary="This device's own join or recovery request",
-            result="{request_id, code, approvals, required, state, device_state}",
+            result=(
+                "{request_id, code, approvals, rejections, required, state,"
+                " device_state}"
+            ),
         ),
         Method(
             "recovery.request",
@@ -790,7 +799,10 @@ def mesh_methods(node: Callable[[], MeshNode]) -> list[Method]:
             "proposal.list",
             handler("pending"),
             summary="Proposals waiting for approvals",
-            result="[{id, kind, summary, approvals, required, expires_at, cutoffs?}]",
+            result=(
+                "[{id, kind, summary, reason, approvals, rejections, required,"
+                " expires_at, threshold?, cutoffs?}]"
+            ),
         ),
         Method(
             "proposal.approve",
@@ -1025,6 +1037,8 @@ def _joining_warning(request: str | None) -> str:
         return "This device is waiting for approvals: type its code on other devices"
     if request == LOCKED:
         closed = "was locked after too many wrong codes"
+    elif request == REJECTED:
+        closed = "was rejected: too few of the devices that could approve it are left"
     elif request is None:
         closed = "is no longer known"
     else:

@@ -494,6 +494,7 @@ class PendingProposal:
             "id": self.id.hex(),
             "kind": self.proposal.kind,
             "approvals": len(self.approvals),
+            "rejections": len(self.rejections),
             "required": required,
             "expires_at": self.proposal.expires_at,
             "state": self.status,
@@ -646,8 +647,18 @@ class ProposalBook:
     def reject(
         self, identifier: bytes, state: MeshState, keys: DeviceKeys, now: int
     ) -> Signed:
-        """Reject on this device; the rejection is recorded and published."""
-        pending = self._open(identifier, now)
+        """Reject on this device; the rejection is recorded and published.
+
+        A request this device locked after wrong codes may still be rejected,
+        so that the other devices and the new device learn that it will not
+        approve.
+
+        Raises:
+            UnknownProposal / Expired / ProposalClosed: not open here.
+        """
+        pending = self.get(identifier)
+        if pending.status != LOCKED:
+            pending = self._open(identifier, now)
         signed = rejection_for(state, pending.signed, keys, now)
         self._record(pending, state, signed, state.device_id_of(keys.public), REJECT)
         return signed

@@ -13,7 +13,12 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import Device, Devices
-from tests.e2e.test_stories import create_mesh, finish_join, request_join
+from tests.e2e.test_stories import (
+    create_mesh,
+    finish_join,
+    request_join,
+    three_device_mesh,
+)
 
 
 @pytest.fixture
@@ -84,3 +89,42 @@ def test_approvers_see_the_threshold_and_reason_a_revocation_carries(
     assert "left on a train" in listed["summary"]
     assert status == 0
     assert "and set the threshold to 1; reason: left on a train" in out
+
+
+def test_rejections_are_counted_and_close_a_request_that_cannot_pass(
+    devices: Devices, folder: str
+) -> None:
+    phone, laptop, tablet = three_device_mesh(devices, folder)
+    watch = devices["watch"]
+    request = request_join(watch, laptop)
+    identifier = str(request["request_id"])
+    phone.sync()
+    phone.ok("reject", identifier)
+
+    # One no of three: the other two can still approve it.
+    for device in (laptop, watch):
+        device.sync()
+    (listed,) = laptop.ok("pending")
+    assert (listed["approvals"], listed["rejections"]) == (0, 1)
+    assert "REJECTIONS" in laptop.daemon.meshctl("pending")[1].splitlines()[0]
+    waiting = watch.ok("status")["request"]
+    assert (waiting["state"], waiting["rejections"]) == ("pending", 1)
+
+    # Wrong codes lock it on the tablet, which then counts as a second no:
+    # one device is left to approve, for a threshold of 2.
+    tablet.sync()
+    wrong = f"{(int(str(request['code'])) + 1) % 1_000_000:06d}"
+    answers = [tablet.run("approve", identifier, "--code", wrong) for _ in range(3)]
+    assert answers[-1].reason == "too_many_attempts", answers[-1].error
+    tablet.sync()
+
+    for device in (phone, laptop):
+        device.sync()
+        assert device.ok("pending") == []
+    watch.sync()
+    closed = watch.ok("status")["request"]
+    _, out, _ = watch.daemon.meshctl("status")
+    assert (closed["state"], closed["rejections"]) == ("rejected", 2)
+    assert "rejections 2" in out and "(rejected)" in out
+    assert "join request was rejected" in out and "meshctl join" in out
+    assert "waiting for approvals" not in out

@@ -69,6 +69,13 @@ MAX_BACKOFF_SECONDS = 60.0
 # How long a write waits for its push before answering: long enough for a
 # storage that answers at all, far below the client's patience.
 PUSH_WAIT_SECONDS = 3.0
+# How long ``sync.now`` waits for its round before saying storage is slow:
+# well under the client's patience (meshd.client.DEFAULT_TIMEOUT, 60 s), so a
+# hung storage is never mistaken for a daemon that does not answer.
+SYNC_WAIT_SECONDS = 20.0
+# Rounds that may follow one that changed the device's state (joining, then
+# member): each change is a step forward, and there are few of them.
+MAX_FOLLOW_UP_ROUNDS = 3
 MAX_LABEL_LENGTH = 100
 # Status lists the newest storage problems as warnings; --json has them all.
 MAX_PROBLEM_WARNINGS = 5
@@ -145,6 +152,7 @@ class MeshNode:
         self._rounds_begun = 0
         self._rounds_ended = 0
         self._rounds_stored = 0
+        self._last_failure: MeshError | None = None
         self._round_ended = trio.Event()
         self._status: StatusSnapshot | None = None
         self._connect()
@@ -192,25 +200,50 @@ class MeshNode:
     async def sync_round(self) -> dict[str, Any]:
         """One round against storage; events tell subscribers what changed.
 
+        A round that changes the device's state (a joining device that just
+        became a member) is followed at once by another, so that the device
+        fetches what it can now read in the same call.
+
         Raises:
             NoMesh: this device has no storage yet.
             StorageUnavailable: storage cannot be reached.
         """
         if self.engine is None:
             raise NoMesh()
+        engine = self.engine
         async with self._round_lock:
             self._rounds_begun += 1
-            number, stored = self._rounds_begun, False
-            state_before = self.device.state_name
+            number, failure = self._rounds_begun, None
             try:
-                report = await self.engine.run_round()
-                stored = True
-            except StorageUnavailable as exc:
-                self.last_error = exc.message
-                self.events.publish("sync.failed", reason=exc.reason)
+                report = await self._one_round(engine)
+                for _ in range(MAX_FOLLOW_UP_ROUNDS):
+                    if not report.pop("state_changed"):
+                        break
+                    report = await self._one_round(engine)
+                report.pop("state_changed", None)
+                return report
+            except MeshError as exc:
+                failure = exc
                 raise
             finally:
-                self._round_over(number, stored)
+                self._round_over(number, failure)
+
+    async def _one_round(self, engine: SyncEngine) -> dict[str, Any]:
+        """Run the engine once, note its outcome and tell subscribers.
+
+        Raises:
+            StorageUnavailable: storage cannot be reached.
+        """
+        state_before = self.device.state_name
+        try:
+            report = await engine.run_round()
+        except StorageUnavailable as exc:
+            self.last_error = exc.message
+            self.events.publish("sync.failed", reason=exc.reason)
+            raise
+
+        # The round that is running now is the newest one begun.
+        self._rounds_stored = self._rounds_begun
         self.last_error = None
         self.last_round = {
             "pushed": report.pushed,
@@ -220,12 +253,10 @@ class MeshNode:
         }
         if report.pushed or report.pulled:
             self.events.publish("sync", **self.last_round)
-        if state_before != self.device.state_name:
+        state_changed = state_before != self.device.state_name
+        if state_changed:
             self.events.publish("device.state", state=self.device.state_name)
-            # A device that just became a member can now read what the
-            # listing offered: fetch it in the same call.
-            return await self.sync_round()
-        return self.last_round
+        return {**self.last_round, "state_changed": state_changed}
 
     # -- mesh.* ----------------------------------------------------------------
 
@@ -534,29 +565,80 @@ class MeshNode:
     # -- sync.* ----------------------------------------------------------------
 
     async def sync_now(self, wait: bool = False) -> dict[str, Any]:
-        # A round always completes before the answer, so ``wait`` changes
-        # nothing today; it is accepted for clients that ask to wait.
-        report = await self.sync_round()
+        """Run a round now and answer with what it moved.
+
+        With the sync loop running, the loop runs the round and this waits
+        for it at most :data:`SYNC_WAIT_SECONDS`; ``wait`` is accepted for
+        clients that ask to wait, and changes nothing.
+
+        Raises:
+            NoMesh: this device has no storage yet.
+            StorageUnavailable: storage failed, or did not finish the round in
+                time (the loop keeps trying in the background).
+            MeshError: the round was refused for another reason.
+        """
+        if self.engine is None:
+            raise NoMesh()
+        if self._loop_running:
+            report = await self._round_of_loop()
+        else:
+            report = await self.sync_round()
         return {**report, "storage": self.device.storage_url}
 
-    def _round_over(self, number: int, stored: bool) -> None:
-        """Note that round ``number`` ended, and whether storage took it."""
-        self._rounds_ended = number
-        if stored:
-            self._rounds_stored = number
+    async def _round_of_loop(self) -> dict[str, Any]:
+        """The report of a loop round that began after this call.
 
-        # Wake every write waiting for this round, then arm the next wait.
+        Raises:
+            StorageUnavailable: the round did not end in time, or failed.
+            MeshError: the round failed for another reason.
+        """
+        wanted = await self._round_from_loop(SYNC_WAIT_SECONDS)
+        if self._rounds_ended >= wanted and self._rounds_stored >= wanted:
+            return self.last_round
+
+        # Still running: a hung storage holds it, and the loop goes on.
+        if self._rounds_ended < wanted or self._last_failure is None:
+            raise StorageUnavailable(
+                f"Storage has not answered within {SYNC_WAIT_SECONDS:.0f} s: "
+                "this device keeps trying in the background, and changes made "
+                "here are kept until storage takes them",
+                url=self.device.storage_url,
+            )
+        failure = self._last_failure
+        raise type(failure)(failure.message, **failure.details)
+
+    def _round_over(self, number: int, failure: MeshError | None) -> None:
+        """Note that round ``number`` ended, and how."""
+        self._rounds_ended = number
+        if failure is not None:
+            self._last_failure = failure
+
+        # Wake every caller waiting for this round, then arm the next wait.
         self._round_ended.set()
         self._round_ended = trio.Event()
+
+    async def _round_from_loop(self, seconds: float) -> int:
+        """Ask the sync loop for a round; wait at most ``seconds`` for its end.
+
+        Only the loop runs rounds, so a caller that stops waiting leaves the
+        round going on (and, if storage fails, retried) in the background.
+
+        Returns:
+            The number of the first round that began after this call.
+        """
+        wanted = self._rounds_begun + 1
+        self.wake()
+        with trio.move_on_after(seconds):
+            while self._rounds_ended < wanted:
+                await self._round_ended.wait()
+        return wanted
 
     async def _push_now(self) -> bool:
         """Push what this device just committed, waiting at most
         :data:`PUSH_WAIT_SECONDS` for storage to take it.
 
-        The sync loop runs the round, so a push that outlasts the wait goes
-        on in the background (and, if storage fails, is retried by the loop)
-        while only one round runs at a time. Without a running loop (a node
-        used without the daemon) the round runs here, to its end.
+        Without a running loop (a node used without the daemon) the round
+        runs here, to its end.
 
         Returns:
             True when a round that began after the change reached storage.
@@ -567,11 +649,7 @@ class MeshNode:
             return await self._round_here()
 
         # The next round to begin is the first one that carries the change.
-        wanted = self._rounds_begun + 1
-        self.wake()
-        with trio.move_on_after(PUSH_WAIT_SECONDS):
-            while self._rounds_ended < wanted:
-                await self._round_ended.wait()
+        wanted = await self._round_from_loop(PUSH_WAIT_SECONDS)
         if self._rounds_stored < wanted:
             logger.info("Sync push still under way: the change is saved here")
         return self._rounds_stored >= wanted

@@ -95,6 +95,14 @@ Listed = tuple[str, str | None]
 # once snapshots compact it.
 MAX_LISTED_OBJECTS = 1_000_000
 
+# How long one S3 request waits to connect, and then for each read of its
+# answer. A healthy endpoint answers a listing page or an object of at most
+# a few megabytes well within these; a hung one costs each attempt only this
+# long, so the retries of one call stay under a minute instead of s3fs's
+# 15 s read wait per attempt.
+S3_CONNECT_TIMEOUT_SECONDS = 5.0
+S3_READ_TIMEOUT_SECONDS = 8.0
+
 # Failures that retrying will not cure: wrong credentials or permissions, a
 # bucket or folder that does not exist, a path that is a folder.
 _PERMANENT_FAILURES = (
@@ -933,9 +941,12 @@ def _local_root(storage_root: str | None) -> Path | None:
 
 
 def _prepare_s3_options(options: dict[str, Any]) -> None:
-    """Put ``endpoint_url`` where s3fs expects it and turn botocore retries off."""
+    """Put ``endpoint_url`` where s3fs expects it, turn botocore retries off
+    and bound how long one request may wait for a hung server."""
     endpoint = options.pop("endpoint_url", None)
     if endpoint is not None:
         options.setdefault("client_kwargs", {})["endpoint_url"] = endpoint
     config = options.setdefault("config_kwargs", {})
     config.setdefault("retries", {"total_max_attempts": 1})
+    config.setdefault("connect_timeout", S3_CONNECT_TIMEOUT_SECONDS)
+    config.setdefault("read_timeout", S3_READ_TIMEOUT_SECONDS)

@@ -51,6 +51,7 @@ from meshd.errors import (
     InvalidEntry,
     InvalidInput,
     InvalidState,
+    LockoutRefused,
     MeshError,
     NoMesh,
     NotFound,
@@ -334,7 +335,19 @@ class Device:
 
         Raises:
             InvalidState: this device already belongs to a mesh.
-            InvalidEntry: the storage serves another mesh than the invite's.
+            InvalidInput: the storage serves another mesh than the invite's.
+        """
+        log = self.joining_log(invite, entries)
+        with self.store.transaction():
+            self._adopt(invite, log)
+
+    def joining_log(self, invite: Invite, entries: Iterable[bytes]) -> MeshLog:
+        """The mesh log fetched from the invite's storage, checked but not
+        kept: a join or recovery that is refused leaves this device as it was.
+
+        Raises:
+            InvalidState: this device already belongs to a mesh.
+            InvalidInput: the storage serves another mesh than the invite's.
         """
         if self.log is not None and not self._may_ask_again(invite):
             raise InvalidState(
@@ -348,10 +361,20 @@ class Device:
                 "The storage holds another mesh than the invite names",
                 field="invite",
             )
-        with self.store.transaction():
-            self.store.set_setting(_SETTING_STORAGE, invite.storage)
-            for entry in log.entries:
-                self._store_entry(log, entry)
+        return log
+
+    def _adopt(self, invite: Invite, log: MeshLog) -> None:
+        """Keep the log of the mesh this device asks to join (in the caller's
+        transaction); a request made before here is replaced."""
+        identifier = self.store.setting(_SETTING_REQUEST)
+        if self.log is not None and identifier is not None:
+            try:
+                self.book.cancel(bytes.fromhex(identifier), self.device_id)
+            except MeshError as exc:
+                logger.debug("Earlier request not cancelled: %s", exc)
+        self.store.set_setting(_SETTING_STORAGE, invite.storage)
+        for entry in log.entries:
+            self._store_entry(log, entry)
         self.log = log
 
     def _may_ask_again(self, invite: Invite) -> bool:
@@ -360,25 +383,21 @@ class Device:
         device cannot see) or been closed by a change of the mesh. The new
         request replaces the old one here; the old one expires elsewhere."""
         assert self.log is not None
-        if self.state_name != JOINING or self.log.state.did != invite.did:
-            return False
-        identifier = self.store.setting(_SETTING_REQUEST)
-        if identifier is not None:
-            try:
-                self.book.cancel(bytes.fromhex(identifier), self.device_id)
-            except MeshError as exc:
-                logger.debug("Earlier request not cancelled: %s", exc)
-        return True
+        return self.state_name == JOINING and self.log.state.did == invite.did
 
-    def lost_devices(self, replace: Iterable[str]) -> list[str]:
-        """Check the devices a recovery replaces, before anything is stored.
+    def lost_devices(
+        self, replace: Iterable[str], log: MeshLog | None = None
+    ) -> list[str]:
+        """Check the devices a recovery replaces (in ``log``, by default this
+        device's), before anything is stored.
 
         Raises:
             InvalidInput: a text is not a device id.
             NotFound / DeviceRevoked: not an active device of the mesh.
+            LockoutRefused: too few devices would remain to approve it.
         """
-        log = self.require_log()
-        found = []
+        log = log or self.require_log()
+        found: list[str] = []
         for text in replace:
             device_id = normalize_device_id(text)
             member = log.member(device_id)
@@ -386,15 +405,28 @@ class Device:
                 raise NotFound(f"{short_id(device_id)} is not a device of this mesh")
             if not member.active:
                 raise DeviceRevoked(f"{short_id(device_id)} is already revoked")
-            found.append(device_id)
+            if device_id not in found:
+                found.append(device_id)
+        _check_recovery_approvers(log.state, found)
         return found
 
     def request_enrollment(
-        self, name: str, kind: str, replace: Mapping[str, int] | None = None
+        self,
+        name: str,
+        kind: str,
+        replace: Mapping[str, int] | None = None,
+        joining: tuple[Invite, MeshLog] | None = None,
     ) -> dict[str, Any]:
         """Make this device's join request, or its recovery request when
-        ``replace`` maps lost device ids to their op cut-offs."""
-        log = self.require_log()
+        ``replace`` maps lost device ids to their op cut-offs.
+
+        ``joining`` is the invite and the log (see :meth:`joining_log`) of the
+        mesh asked; they are kept only once the request is made.
+
+        Raises:
+            LockoutRefused / InvalidEntry: the mesh refuses such a change.
+        """
+        log = joining[1] if joining is not None else self.require_log()
         revocations = [
             Revocation(device_id, cutoff)
             for device_id, cutoff in sorted((replace or {}).items())
@@ -402,8 +434,10 @@ class Device:
         signed = make_join_request(
             log.state, self.keys, name, kind, self._now_ms(), replace=revocations
         )
-        pending = self.book.add(log.state, signed)
         with self.store.transaction():
+            if joining is not None:
+                self._adopt(*joining)
+            pending = self.book.add(log.state, signed)
             self.store.put_proposal(pending.id.hex(), signed.encode())
             self.store.set_setting(_SETTING_REQUEST, pending.id.hex())
         return {
@@ -1231,6 +1265,25 @@ class Device:
                     {**value, "valid": reason == VALID_DELEGATION, "reason": reason}
                 )
         return found
+
+
+def _check_recovery_approvers(state: MeshState, lost: list[str]) -> None:
+    """A recovery is approved by devices of the mesh, and the lost devices it
+    replaces cannot approve: at least the threshold must remain.
+
+    Raises:
+        LockoutRefused: fewer active devices than the threshold would remain.
+    """
+    remaining = len(set(state.active_ids()) - set(lost))
+    if lost and remaining < state.threshold:
+        raise LockoutRefused(
+            f"Recovery must be approved by {state.threshold} of the devices it"
+            f" does not replace (the threshold): replacing {len(lost)} of the"
+            f" {len(state.active_ids())} active devices leaves {remaining}",
+            rule="recovery_approvers",
+            threshold=state.threshold,
+            remaining=remaining,
+        )
 
 
 def _segment_fits_name(segment: Segment, name: SegmentName) -> bool:

@@ -46,6 +46,7 @@ from meshd.errors import (
 from meshd.events import EventBus
 from meshd.invite import Invite
 from meshd.keystore import Keystore
+from meshd.mesh.log import MeshLog
 from meshd.mesh.proposals import LOCKED, PENDING, REJECTED
 from meshd.replica.head import verify_head
 from meshd.replica.paths import (
@@ -447,18 +448,22 @@ class MeshNode:
                     "it back on their next sync",
                     object=entry_name.path,
                 )
-        self.device.start_join(invite, entries)
-        lost = self.device.lost_devices(replace)
+        # Nothing is kept until the request is made: a refused one leaves
+        # this device as it was.
+        log = self.device.joining_log(invite, entries)
+        lost = self.device.lost_devices(replace, log)
         cutoffs = {
-            device: await self._last_sequence(backend, device) for device in lost
+            device: await self._last_sequence(backend, device, log) for device in lost
         }
-        result = self.device.request_enrollment(name, kind, cutoffs)
+        result = self.device.request_enrollment(name, kind, cutoffs, (invite, log))
         self._connect()
         result["pushed"] = await self._push_now()
         self.events.publish("enrollment.requested", request_id=result["request_id"])
         return result
 
-    async def _last_sequence(self, backend: StorageBackend, device_id: str) -> int:
+    async def _last_sequence(
+        self, backend: StorageBackend, device_id: str, log: MeshLog
+    ) -> int:
         """The last op a lost device published: its recovery keeps every op up
         to it. The signed head says it; listed segments can only raise it
         (storage may serve an older head, never forge a newer one)."""
@@ -470,7 +475,7 @@ class MeshNode:
         last = max(listed, default=0)
         try:
             data = await backend.get(HeadName(device_id), MAX_OBJECT_SIZE)
-            head = verify_head(data, self.device.require_log())
+            head = verify_head(data, log)
         except (NotFound, ProtocolError, NotAMember):
             return last
         return max(last, head.sequence)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from meshd.crypto.suite import device_id_from_key
 from tests.e2e.conftest import Device, Devices
 from tests.e2e.test_stories import (
     create_mesh,
@@ -128,3 +129,28 @@ def test_rejections_are_counted_and_close_a_request_that_cannot_pass(
     assert "rejections 2" in out and "(rejected)" in out
     assert "join request was rejected" in out and "meshctl join" in out
     assert "waiting for approvals" not in out
+
+
+def test_a_refused_recovery_leaves_the_new_device_without_a_mesh(
+    devices: Devices, folder: str
+) -> None:
+    devices.start("phone", "spare")
+    phone = create_mesh(devices, folder)
+    spare = devices["spare"]
+    invite = phone.ok("invite")["invite"]
+    elsewhere = device_id_from_key(bytes(32))
+
+    mistyped = spare.run("recover", invite, "--replace", "AAAA")
+    stranger = spare.run("recover", invite, "--replace", elsewhere)
+    everyone = spare.run("recover", invite, "--replace", phone.device_id)
+
+    assert mistyped.reason == "invalid_input", mistyped.error
+    assert stranger.reason == "not_found", stranger.error
+    assert everyone.reason == "lockout_refused", everyone.error
+    message = everyone.error["message"]
+    assert "must be approved by 1 of the devices it does not replace" in message
+    assert "revoke --threshold" not in message
+    assert spare.ok("status")["state"] == "no mesh"
+
+    # The device can still ask to join as if nothing happened.
+    assert spare.ok("join", invite)["required_approvals"] == 1

@@ -216,11 +216,12 @@ def seconds(text: str) -> float:
 
 
 def expiry(text: str) -> str:
-    """A delegation's expiry, checked here and sent as typed.
+    """A delegation's expiry, checked here and sent without surrounding spaces.
 
     The daemon reads it again with its own clock; checking it first makes
-    a time without its zone or a duration that is not positive a usage
-    error rather than a refusal by the daemon.
+    a blank text, a time without its zone, a duration that is not positive
+    or a moment too far ahead a usage error rather than a refusal by the
+    daemon.
     """
     try:
         moment = parse_expiry(text, time.time())
@@ -228,7 +229,7 @@ def expiry(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{exc.message}: {quoted(text)}") from None
     if moment <= time.time():
         raise argparse.ArgumentTypeError(f"{quoted(text)} is not in the future")
-    return text
+    return text.strip()
 
 
 # Options whose value may start with a dash followed by a digit (a negative

@@ -95,8 +95,22 @@ def time_text(value: Any, now: float | None = None) -> str:
 
     # Milliseconds since 1970 are above 1e11 for any date after 1973; seconds
     # stay below it until the year 5138.
-    moment = value / 1000 if value > 1e11 else float(value)
+    return moment_text(value, 1000 if value > 1e11 else 1, now)
+
+
+def seconds_time_text(value: Any, now: float | None = None) -> str:
+    """A moment in seconds since the epoch, however far, as :func:`time_text`
+    shows it: for values that are never milliseconds, such as an expiry."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return value_text(value)
+    return moment_text(value, 1, now)
+
+
+def moment_text(value: float, per_second: int, now: float | None) -> str:
+    """``value`` (``per_second`` units a second since the epoch) as local ISO
+    time and distance; as it came when no calendar holds it."""
     try:
+        moment = value / per_second
         local = datetime.fromtimestamp(moment).astimezone()
     except (OverflowError, OSError, ValueError):
         return value_text(value)
@@ -200,7 +214,7 @@ def standing_text(reason: Any) -> str:
 delegations = table(
     ("id", "capabilities", "expires_at", "issuer", "valid", "reason"),
     "No delegations.",
-    {"expires_at": time_text, "reason": standing_text},
+    {"expires_at": seconds_time_text, "reason": standing_text},
 )
 
 

@@ -57,7 +57,18 @@ class Record:
     MAX_SIZE: ClassVar[int] = DEFAULT_MAX_SIZE
 
     def encode(self) -> bytes:
-        packed: bytes = msgpack.packb(_to_wire(self), use_bin_type=True)
+        """The canonical bytes of this record.
+
+        Raises:
+            InvalidInput: an integer field does not fit in 64 bits, so no
+                device could read it back.
+        """
+        try:
+            packed: bytes = msgpack.packb(_to_wire(self), use_bin_type=True)
+        except OverflowError as exc:
+            raise InvalidInput(
+                f"A number in this {self.TAG} is too large to be stored"
+            ) from exc
         return packed
 
     @classmethod

@@ -8,6 +8,7 @@ from datetime import datetime
 import pytest
 
 from meshd.crypto.suite import DeviceKeys
+from meshd.errors import InvalidInput
 from tests.daemons import MeshdProcess
 from tests.daemons import meshctl_ok as ok
 
@@ -39,6 +40,11 @@ def delegate(daemon: MeshdProcess, *expiry: str) -> tuple[int, str, str]:
         (["--expires", "1000"], "'1000' is not in the future"),
         (["--expires", "2020-01-01T00:00Z"], "is not in the future"),
         (["--expires", "next week"], "Give the expiry as a duration"),
+        (["--expires", ""], "Give the expiry as a duration"),
+        (["--expires", "   "], "Give the expiry as a duration"),
+        (["--expires", "99999999999999999999999"], "at most 10 years ahead"),
+        (["--expires", "18446744073709551616"], "at most 10 years ahead"),
+        (["--expires", "99999999999999"], "at most 10 years ahead"),
     ],
 )
 def test_an_unusable_expiry_is_bad_usage_and_issues_nothing(
@@ -70,9 +76,9 @@ def test_an_unusable_expiry_with_json_is_a_json_usage_error(
 def test_a_zoned_time_and_a_duration_still_issue_delegations(
     member: MeshdProcess,
 ) -> None:
-    zoned = "2099-01-01T00:00+02:00"
+    zoned = f"{datetime.now().year + 2}-01-01T00:00+02:00"
     issued = [
-        ok(member, "delegate", "--to", AGENT, "--capability", "a", "--expires", "2h"),
+        ok(member, "delegate", "--to", AGENT, "--capability", "a", "--expires", " 2h "),
         ok(
             member, "delegate", "--to", AGENT, "--capability", "b", f"--expires={zoned}"
         ),
@@ -81,3 +87,28 @@ def test_a_zoned_time_and_a_duration_still_issue_delegations(
     listed = {delegation["id"]: delegation for delegation in ok(member, "delegations")}
     assert all(listed[delegation["id"]]["valid"] for delegation in issued)
     assert issued[1]["expires_at"] == datetime.fromisoformat(zoned).timestamp()
+
+
+@pytest.mark.parametrize(
+    "expires", ["99999999999999999999999", "18446744073709551616", "  "]
+)
+def test_a_daemon_asked_directly_refuses_an_unusable_expiry_as_invalid_input(
+    member: MeshdProcess, expires: str
+) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        member.call("delegation.issue", to=AGENT, capability="mail", expires=expires)
+
+    assert refused.value.to_data()["field"] == "expires"
+    assert "Traceback" not in member.log_text()
+
+
+def test_a_delegation_years_ahead_is_listed_as_ahead(member: MeshdProcess) -> None:
+    issued = ok(
+        member, "delegate", "--to", AGENT, "--capability", "far", "--expires=500w"
+    )
+
+    status, out, err = member.meshctl("delegations")
+
+    assert status == 0, err
+    (row,) = [line for line in out.splitlines() if line.startswith(issued["id"])]
+    assert f"(in {500 * 7 - 1} d)" in row or f"(in {500 * 7} d)" in row

@@ -300,7 +300,8 @@ def wait_for_membership(client: Client, arguments: Arguments, result: Any) -> An
             progress(arguments, "Approved: this device is now a member of the mesh")
             return request
         if request["state"] != "pending":
-            raise WaitEnded(f"The request ended: {request['state']}", request)
+            ended = render.request_state_text(request["state"])
+            raise WaitEnded(f"The request ended: {ended}", request)
         left = deadline - time.monotonic()
         if left <= 0:
             raise WaitEnded(

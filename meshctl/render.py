@@ -273,8 +273,22 @@ def request_text(request: dict[str, Any]) -> str:
         f"approvals {value_text(request.get('approvals'))} of "
         f"{value_text(request.get('required'))}  "
         f"rejections {value_text(request.get('rejections', 0))}  "
-        f"({value_text(request.get('state'))})"
+        f"({request_state_text(request.get('state'))})"
     )
+
+
+# Request states whose name alone would mislead (a ``cancelled`` request was
+# closed by a change of the mesh, not by anybody), in the person's words.
+_REQUEST_STATE_TEXTS = {
+    "cancelled": "closed: the mesh changed before it was approved",
+}
+
+
+def request_state_text(state: Any) -> str:
+    """A join or recovery request's state as a person reads it."""
+    if isinstance(state, str) and state in _REQUEST_STATE_TEXTS:
+        return _REQUEST_STATE_TEXTS[state]
+    return value_text(state)
 
 
 def event_line(event: dict[str, Any]) -> str:

@@ -350,10 +350,7 @@ class Device:
             InvalidInput: the storage serves another mesh than the invite's.
         """
         if self.log is not None and not self._may_ask_again(invite):
-            raise InvalidState(
-                "This device already belongs to a mesh: to start over, stop its"
-                " daemon and move its home away"
-            )
+            raise InvalidState(self._belonging())
         signed = [Signed.decode(data) for data in entries]
         log = MeshLog.from_entries(signed, self.keys)
         if log.state.did != invite.did:
@@ -376,6 +373,21 @@ class Device:
         for entry in log.entries:
             self._store_entry(log, entry)
         self.log = log
+
+    def _belonging(self) -> str:
+        """Why this device cannot ask another mesh, and how to start over."""
+        assert self.log is not None
+        state = self.log.state
+        mesh = f"{state.label} ({state.did})" if state.label else state.did
+        how = "stop its daemon and move its home away"
+        if self.state_name == JOINING:
+            return (
+                f"This device is waiting to join the mesh {mesh}: to cancel that"
+                f" and join another mesh instead, {how}"
+            )
+        if self.state_name == REVOKED:
+            return f"This device was revoked from the mesh {mesh}: to start over, {how}"
+        return f"This device already belongs to the mesh {mesh}: to start over, {how}"
 
     def _may_ask_again(self, invite: Invite) -> bool:
         """A device still joining may ask the same mesh again: its request may

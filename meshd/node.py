@@ -47,7 +47,7 @@ from meshd.events import EventBus
 from meshd.invite import Invite
 from meshd.keystore import Keystore
 from meshd.mesh.log import MeshLog
-from meshd.mesh.proposals import LOCKED, PENDING, REJECTED
+from meshd.mesh.proposals import CANCELLED, LOCKED, PENDING, REJECTED
 from meshd.replica.head import verify_head
 from meshd.replica.paths import (
     CONFLICT_MODE_PATH,
@@ -1122,6 +1122,12 @@ def _joining_warning(request: str | None) -> str:
         closed = "was locked after too many wrong codes"
     elif request == REJECTED:
         closed = "was rejected: too few of the devices that could approve it are left"
+    elif request == CANCELLED:
+        # Nobody cancelled it: a proposal holds only on the head it was made on.
+        closed = (
+            "was closed: the mesh changed (a device joined or left) before it was"
+            " approved"
+        )
     elif request is None:
         closed = "is no longer known"
     else:

@@ -154,3 +154,24 @@ def test_a_refused_recovery_leaves_the_new_device_without_a_mesh(
 
     # The device can still ask to join as if nothing happened.
     assert spare.ok("join", invite)["required_approvals"] == 1
+
+
+def test_a_joining_device_asked_into_another_mesh_says_which_it_waits_for(
+    devices: Devices, folder: str, tmp_path: Path
+) -> None:
+    devices.start("phone", "desktop", "tablet")
+    phone = create_mesh(devices, folder)
+    other = tmp_path / "other-storage"
+    other.mkdir()
+    desktop, tablet = devices["desktop"], devices["tablet"]
+    desktop.ok("init", "--label", "bob", "--storage", str(other))
+    asked = request_join(tablet, phone)
+    did = tablet.ok("status")["did"]
+
+    refused = tablet.run("join", desktop.ok("invite")["invite"])
+
+    assert refused.reason == "invalid_state", refused.error
+    message = refused.error["message"]
+    assert f"waiting to join the mesh {did}" in message
+    assert "move its home away" in message and "already belongs" not in message
+    assert tablet.ok("status")["request"]["request_id"] == asked["request_id"]

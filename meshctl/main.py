@@ -491,7 +491,8 @@ COMMANDS: tuple[Command, ...] = (
                 action="append",
                 default=[],
                 metavar="DEVICE_ID",
-                help="a lost device to revoke (repeatable)",
+                help="a lost device to revoke, by its id or the start of it"
+                " (repeatable)",
             ),
             device_options(parser),
             parser.add_argument(
@@ -540,7 +541,9 @@ COMMANDS: tuple[Command, ...] = (
         "device.revoke",
         "propose revoking a device",
         lambda parser: (
-            parser.add_argument("device_id"),
+            parser.add_argument(
+                "device_id", help="its id, or the start of it that only it has"
+            ),
             parser.add_argument("--reason", help="why"),
             parser.add_argument(
                 "--threshold",

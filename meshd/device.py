@@ -83,6 +83,7 @@ from meshd.mesh.records import (
 )
 from meshd.mesh.state import MeshState, changed_membership, entry_hash, read_entry
 from meshd.mesh.vaults import proposal_id, recover_vault_seed
+from meshd.replica.delegation import MALFORMED as MALFORMED_DELEGATION
 from meshd.replica.delegation import VALID as VALID_DELEGATION
 from meshd.replica.delegation import delegation_standing
 from meshd.replica.head import HeadBody, verify_head
@@ -133,6 +134,9 @@ HEAD_REPLACED = "head_replaced"
 
 # Proposals whose answers this device publishes.
 _ANSWERED_STATES = frozenset({PENDING, REJECTED, LOCKED})
+
+# The fewest characters of a device id taken as its start (one group).
+MIN_DEVICE_PREFIX = 4
 
 _SETTING_STORAGE = "storage"
 _SETTING_ACCEPTED_HEAD = "accepted_head"
@@ -404,14 +408,15 @@ class Device:
         device's), before anything is stored.
 
         Raises:
-            InvalidInput: a text is not a device id.
+            InvalidInput: a text names no single device (see
+                :func:`resolve_device_id`).
             NotFound / DeviceRevoked: not an active device of the mesh.
             LockoutRefused: too few devices would remain to approve it.
         """
         log = log or self.require_log()
         found: list[str] = []
         for text in replace:
-            device_id = normalize_device_id(text)
+            device_id = resolve_device_id(text, log.state.devices)
             member = log.member(device_id)
             if member is None:
                 raise NotFound(f"{short_id(device_id)} is not a device of this mesh")
@@ -658,11 +663,12 @@ class Device:
 
         Raises:
             NotFound: no such device.
-            InvalidInput: a negative threshold.
+            InvalidInput: a negative threshold, or ``device`` names no single
+                device (see :func:`resolve_device_id`).
             LockoutRefused: the change would lock the person out.
         """
         log, replica = self.require_member()
-        device_id = normalize_device_id(device)
+        device_id = resolve_device_id(device, log.state.devices)
         if log.member(device_id) is None:
             raise NotFound(f"{short_id(device_id)} is not a device of this mesh")
         if threshold < 0:
@@ -1269,14 +1275,53 @@ class Device:
         _, replica = self.require_member()
         now = int(self.clock())
         entries = replica.passport().get("delegations", {})
+        if not isinstance(entries, dict):
+            return []
         found = []
         for delegation_id, value in sorted(entries.items()):
-            if isinstance(value, dict):
-                reason = delegation_standing(delegation_id, value, replica.view, now)
-                found.append(
-                    {**value, "valid": reason == VALID_DELEGATION, "reason": reason}
-                )
+            reason = delegation_standing(delegation_id, value, replica.view, now)
+
+            # A malformed entry is shown by the name it is filed under only:
+            # its own fields, if any, are not a delegation's.
+            shown = {"id": delegation_id} if reason == MALFORMED_DELEGATION else value
+            found.append(
+                {**shown, "valid": reason == VALID_DELEGATION, "reason": reason}
+            )
         return found
+
+
+def resolve_device_id(text: str, known: Iterable[str]) -> str:
+    """The device id that ``text`` names: a whole id (known or not), or the
+    unique start of a known one, grouped or not, in any case.
+
+    A start needs :data:`MIN_DEVICE_PREFIX` characters, so that a slip of one
+    or two letters never picks a device.
+
+    Raises:
+        InvalidInput: neither a device id nor the start of exactly one.
+    """
+    try:
+        return normalize_device_id(text)
+    except InvalidInput:
+        pass
+
+    # Compared without dashes, so that a start cut inside a group matches too.
+    typed = "".join(ch for ch in text if ch not in "- ").upper()
+    if len(typed) < MIN_DEVICE_PREFIX or not typed.isascii():
+        raise InvalidInput(f"{text!r} is not a device id", field="device_id")
+    found = sorted(d for d in known if d.replace("-", "").startswith(typed))
+    if not found:
+        raise InvalidInput(
+            f"{text!r} is not a device id, nor the start of one in this mesh",
+            field="device_id",
+        )
+    if len(found) > 1:
+        shown = ", ".join(short_id(device) for device in found)
+        raise InvalidInput(
+            f"{text!r} starts several device ids ({shown}): type more of it",
+            field="device_id",
+        )
+    return found[0]
 
 
 def _check_recovery_approvers(state: MeshState, lost: list[str]) -> None:

@@ -175,3 +175,27 @@ def test_a_joining_device_asked_into_another_mesh_says_which_it_waits_for(
     assert f"waiting to join the mesh {did}" in message
     assert "move its home away" in message and "already belongs" not in message
     assert tablet.ok("status")["request"]["request_id"] == asked["request_id"]
+
+
+def test_devices_are_named_by_the_short_form_summaries_print(
+    devices: Devices, folder: str
+) -> None:
+    phone, laptop, _ = two_device_mesh(devices, folder)
+    short = "-".join(laptop.device_id.split("-")[:2])
+    spare = devices["spare"]
+
+    recovery = spare.run(
+        "recover", phone.ok("invite")["invite"], "--replace", short.lower()
+    )
+    unknown = phone.run("revoke", "ZZZZ-ZZZZ")
+    revoke = phone.ok("revoke", short, "--threshold", "1")
+
+    # The recovery named the laptop: the phone alone cannot approve it.
+    assert recovery.reason == "lockout_refused", recovery.error
+    assert "replacing 1 of the 2 active devices" in recovery.error["message"]
+    assert unknown.reason == "invalid_input", unknown.error
+    assert "nor the start of one" in unknown.error["message"]
+    assert revoke["device_id"] == laptop.device_id
+    laptop.sync()
+    (listed,) = laptop.ok("pending")
+    assert listed["cutoffs"] == {laptop.device_id: revoke["cutoff"]}

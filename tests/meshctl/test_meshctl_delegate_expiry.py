@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from typing import Any
 
 import pytest
 
@@ -15,18 +16,13 @@ from tests.daemons import meshctl_ok as ok
 AGENT = DeviceKeys.generate().public.signing.hex()
 
 
-@pytest.fixture(scope="module")
-def member(
-    shared_meshd: MeshdProcess, tmp_path_factory: pytest.TempPathFactory
-) -> MeshdProcess:
-    """This module's daemon, after founding a mesh: it may issue delegations."""
-    storage = tmp_path_factory.mktemp("expiry-storage")
-    ok(shared_meshd, "init", "--label", "alice", "--storage", str(storage))
-    return shared_meshd
-
-
 def delegate(daemon: MeshdProcess, *expiry: str) -> tuple[int, str, str]:
     return daemon.meshctl("delegate", "--to", AGENT, "--capability", "mail", *expiry)
+
+
+def issue(daemon: MeshdProcess, capability: str, *expiry: str) -> Any:
+    """Issue a delegation that must be accepted; the daemon's answer."""
+    return ok(daemon, "delegate", "--to", AGENT, "--capability", capability, *expiry)
 
 
 @pytest.mark.parametrize(
@@ -48,22 +44,22 @@ def delegate(daemon: MeshdProcess, *expiry: str) -> tuple[int, str, str]:
     ],
 )
 def test_an_unusable_expiry_is_bad_usage_and_issues_nothing(
-    member: MeshdProcess, expiry: list[str], message: str
+    founded_meshd: MeshdProcess, expiry: list[str], message: str
 ) -> None:
-    before = ok(member, "delegations")
+    before = ok(founded_meshd, "delegations")
 
-    status, out, err = delegate(member, *expiry)
+    status, out, err = delegate(founded_meshd, *expiry)
 
     assert (status, out) == (2, "")
     assert err.startswith("usage:") and err.count("\n") == 2
     assert message in err.splitlines()[1]
-    assert ok(member, "delegations") == before
+    assert ok(founded_meshd, "delegations") == before
 
 
 def test_an_unusable_expiry_with_json_is_a_json_usage_error(
-    member: MeshdProcess,
+    founded_meshd: MeshdProcess,
 ) -> None:
-    status, _, err = member.meshctl(
+    status, _, err = founded_meshd.meshctl(
         "--json", "delegate", "--to", AGENT, "--capability", "x", "--expires", "-5s"
     )
 
@@ -74,17 +70,17 @@ def test_an_unusable_expiry_with_json_is_a_json_usage_error(
 
 
 def test_a_zoned_time_and_a_duration_still_issue_delegations(
-    member: MeshdProcess,
+    founded_meshd: MeshdProcess,
 ) -> None:
     zoned = f"{datetime.now().year + 2}-01-01T00:00+02:00"
     issued = [
-        ok(member, "delegate", "--to", AGENT, "--capability", "a", "--expires", " 2h "),
-        ok(
-            member, "delegate", "--to", AGENT, "--capability", "b", f"--expires={zoned}"
-        ),
+        issue(founded_meshd, "a", "--expires", " 2h "),
+        issue(founded_meshd, "b", f"--expires={zoned}"),
     ]
 
-    listed = {delegation["id"]: delegation for delegation in ok(member, "delegations")}
+    listed = {
+        delegation["id"]: delegation for delegation in ok(founded_meshd, "delegations")
+    }
     assert all(listed[delegation["id"]]["valid"] for delegation in issued)
     assert issued[1]["expires_at"] == datetime.fromisoformat(zoned).timestamp()
 
@@ -93,21 +89,23 @@ def test_a_zoned_time_and_a_duration_still_issue_delegations(
     "expires", ["99999999999999999999999", "18446744073709551616", "  "]
 )
 def test_a_daemon_asked_directly_refuses_an_unusable_expiry_as_invalid_input(
-    member: MeshdProcess, expires: str
+    founded_meshd: MeshdProcess, expires: str
 ) -> None:
     with pytest.raises(InvalidInput) as refused:
-        member.call("delegation.issue", to=AGENT, capability="mail", expires=expires)
+        founded_meshd.call(
+            "delegation.issue", to=AGENT, capability="mail", expires=expires
+        )
 
     assert refused.value.to_data()["field"] == "expires"
-    assert "Traceback" not in member.log_text()
+    assert "Traceback" not in founded_meshd.log_text()
 
 
-def test_a_delegation_years_ahead_is_listed_as_ahead(member: MeshdProcess) -> None:
-    issued = ok(
-        member, "delegate", "--to", AGENT, "--capability", "far", "--expires=500w"
-    )
+def test_a_delegation_years_ahead_is_listed_as_ahead(
+    founded_meshd: MeshdProcess,
+) -> None:
+    issued = issue(founded_meshd, "far", "--expires=500w")
 
-    status, out, err = member.meshctl("delegations")
+    status, out, err = founded_meshd.meshctl("delegations")
 
     assert status == 0, err
     (row,) = [line for line in out.splitlines() if line.startswith(issued["id"])]

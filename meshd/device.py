@@ -688,6 +688,8 @@ class Device:
 
     def propose_threshold(self, threshold: int) -> dict[str, Any]:
         log, _ = self.require_member()
+        if threshold < 1:
+            raise InvalidInput("A threshold is at least 1", field="threshold")
         if threshold == log.state.threshold:
             raise InvalidInput(
                 f"The threshold is already {threshold}", field="threshold"

@@ -136,6 +136,18 @@ async def test_the_conflict_mode_takes_only_its_two_values(tmp_path: Path) -> No
     assert await phone.passport_get("settings/conflict_resolution") == "manual"
 
 
+@pytest.mark.parametrize("threshold", [0, -5])
+async def test_a_threshold_below_one_is_bad_input(
+    tmp_path: Path, threshold: int
+) -> None:
+    phone, _, _ = await phone_and_laptop(tmp_path)
+
+    with pytest.raises(InvalidInput) as refused:
+        await phone.set_threshold(threshold)
+
+    assert refused.value.details["field"] == "threshold"
+
+
 async def test_status_after_a_device_joins_lists_it(tmp_path: Path) -> None:
     phone, laptop, invite = await phone_and_laptop(tmp_path)
     before = await phone.status()

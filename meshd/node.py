@@ -1094,7 +1094,10 @@ _PROBLEM_TEXTS = {
     "object_missing": "An object is missing from storage: {name} ({reason})",
     "device_cloned": (
         "Another copy of this device is writing: {name} holds ops under this"
-        " device's id that it did not write; revoke one of the copies ({reason})"
+        " device's id that it did not write. Both copies share one id, so"
+        " revoking either revokes both: run 'meshctl rotate-key' on the copy to"
+        " keep (only there), then stop the other; its later ops are refused"
+        " ({reason})"
     ),
     "op_equivocation": (
         "Device {device} signed two different ops at one sequence: {name} was"

@@ -39,9 +39,8 @@ def clone(devices: Devices, device: Device) -> Device:
     return twin
 
 
-def test_a_copied_device_home_is_shown_as_cloned_and_its_ops_as_equivocation(
-    devices: Devices, tmp_path: Path
-) -> None:
+def phone_and_laptop(devices: Devices, tmp_path: Path) -> tuple[Device, Device]:
+    """A mesh of a phone and a laptop on a folder of ``tmp_path``."""
     storage = tmp_path / "storage"
     storage.mkdir()
     devices.start("phone", "laptop")
@@ -49,6 +48,13 @@ def test_a_copied_device_home_is_shown_as_cloned_and_its_ops_as_equivocation(
     laptop = devices["laptop"]
     assert approve_join(phone, request_join(laptop, phone))["state"] == "applied"
     finish_join(laptop)
+    return phone, laptop
+
+
+def test_a_copied_device_home_is_shown_as_cloned_and_its_ops_as_equivocation(
+    devices: Devices, tmp_path: Path
+) -> None:
+    phone, laptop = phone_and_laptop(devices, tmp_path)
     laptop.ok("passport", "set", "profile/name", '"Alice"')
     laptop.sync()
     phone.sync()
@@ -80,3 +86,31 @@ def test_a_copied_device_home_is_shown_as_cloned_and_its_ops_as_equivocation(
     phone.daemon = devices.factory.start(home, config=E2E_CONFIG)
     phone.sync()
     assert "op_equivocation" in reasons(phone)
+
+
+def test_rotating_the_key_on_the_copy_to_keep_shuts_the_other_copy_out(
+    devices: Devices, tmp_path: Path
+) -> None:
+    phone, laptop = phone_and_laptop(devices, tmp_path)
+    twin = clone(devices, laptop)
+    laptop.ok("passport", "set", "profile/email", '"home@example.org"')
+    twin.ok("passport", "set", "profile/email", '"copy@example.org"')
+    for device in (laptop, twin, laptop):
+        device.sync()
+
+    # Status tells the copy to keep what to run, and it works.
+    _, text, _ = laptop.daemon.meshctl("status")
+    assert "run 'meshctl rotate-key' on the copy to keep" in text
+    laptop.ok("rotate-key")
+    laptop.sync()
+    twin.sync()
+
+    # The other copy's later writes reach nobody; the kept copy's do.
+    twin.run("passport", "set", "profile/name", '"Copy"')
+    twin.run("sync")
+    laptop.ok("passport", "set", "profile/city", '"Lyon"')
+    laptop.sync()
+    phone.sync()
+    assert phone.ok("passport", "get", "profile/city") == "Lyon"
+    assert phone.run("passport", "get", "profile/name").status != 0
+    assert laptop.run("passport", "get", "profile/name").status != 0

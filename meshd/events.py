@@ -95,6 +95,7 @@ class EventBus:
     def __init__(self, ring_size: int = DEFAULT_RING_SIZE, first_id: int = 1) -> None:
         self._ring: deque[Event] = deque(maxlen=ring_size)
         self._subscribers: list[Subscription] = []
+        self._first_id = first_id
         self._latest = first_id - 1
 
     @classmethod
@@ -142,7 +143,11 @@ class EventBus:
             since = 0
         events = tuple(event for event in self._ring if event.id > since)
         oldest = self._ring[0].id if self._ring else self._latest + 1
-        return Replay(events, self._latest, since + 1 < oldest)
+        # 0 asks for all that is kept: only this run's events that left the
+        # ring are missed. Another id from before this run missed the end of
+        # that earlier run.
+        wanted = self._first_id if since == 0 else since + 1
+        return Replay(events, self._latest, wanted < oldest)
 
     def unsubscribe(self, subscription: Subscription) -> None:
         if subscription in self._subscribers:

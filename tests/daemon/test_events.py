@@ -53,6 +53,7 @@ def test_events_stream_over_the_socket_with_increasing_ids(
 
     assert first["type"] == "daemon.started"
     assert stream.latest >= first["id"] > 0
+    assert not stream.missed
 
 
 def test_a_client_resuming_across_a_restart_gets_the_new_runs_events(

@@ -18,7 +18,9 @@ DEFAULT_LIFETIME_SECONDS = 24 * 3600.0
 # expiry a small number wherever it is stored or shown.
 MAX_LIFETIME_SECONDS = 10 * 365.25 * 86400
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION = re.compile(r"^(-?\d{1,6})([smhdw])$")
+# ASCII digits only, matched whole: "\d" also takes other scripts' digits
+# and "$" a final newline, and neither is what a person means by "7d".
+_DURATION = re.compile(r"(-?[0-9]{1,6})([smhdw])", re.ASCII)
 _FORMS = "a duration (12h, 7d), an ISO time with its zone or seconds since the epoch"
 
 
@@ -27,7 +29,8 @@ def parse_expiry(text: str | None, now: float) -> float:
 
     Accepts a duration (``30m``, ``12h``, ``7d``, ``2w``), an ISO 8601 time
     with its zone, or seconds since the epoch, with spaces around it
-    ignored; no text at all means one day.
+    ignored; no text at all means one day. Only ASCII is read: a line
+    break, a tab or another script's digits are refused.
 
     Raises:
         InvalidInput: the text is blank or none of these, a duration is zero
@@ -36,13 +39,13 @@ def parse_expiry(text: str | None, now: float) -> float:
     """
     if text is None:
         return now + DEFAULT_LIFETIME_SECONDS
-    cleaned = text.strip()
-    if not cleaned:
+    cleaned = text.strip(" ")
+    if not cleaned or not cleaned.isascii():
         raise InvalidInput(f"Give the expiry as {_FORMS}", field="expires")
 
     # Each form is bounded before it becomes a float: seconds since the
     # epoch may have any number of digits.
-    duration = _DURATION.match(cleaned)
+    duration = _DURATION.fullmatch(cleaned)
     if duration:
         seconds = _positive(int(duration.group(1))) * _UNITS[duration.group(2)]
         return _within_reach(now + seconds, now)

@@ -33,6 +33,10 @@ def test_durations_times_and_epoch_seconds_name_one_moment() -> None:
         ("99999999999999", "at most 10 years ahead"),
         ("999999w", "at most 10 years ahead"),
         ("9999-12-31T23:59:59Z", "at most 10 years ahead"),
+        ("5d\n", "Give the expiry as"),
+        ("\u0663d", "Give the expiry as"),
+        ("\u0663\u0663", "Give the expiry as"),
+        ("\uff15d", "Give the expiry as"),
     ],
 )
 def test_a_daemon_asked_directly_refuses_what_meshctl_refuses(

@@ -25,7 +25,8 @@ CONFLICT_MODE_PATH = "settings/conflict_resolution"
 MODE_NEWEST = "newest-signature"
 MODE_MANUAL = "manual"
 
-_SEGMENT = re.compile(r"^[a-z0-9_.-]+$")
+# Matched whole with fullmatch: "$" would also match before a final newline.
+_SEGMENT = re.compile(r"[a-z0-9_.-]+", re.ASCII)
 
 JSONValue = Any
 
@@ -45,7 +46,7 @@ def validate_path(path: str) -> str:
     for segment in segments:
         if segment in ("", ".", "..") or len(segment) > MAX_SEGMENT_LENGTH:
             raise InvalidInput(f"Bad path segment {segment!r}", field="path")
-        if not _SEGMENT.match(segment):
+        if not _SEGMENT.fullmatch(segment):
             raise InvalidInput(
                 f"Path segment {segment!r} may only use a-z 0-9 _ . -", field="path"
             )

@@ -28,6 +28,9 @@ def test_ordinary_passport_paths_are_accepted(path: str) -> None:
         "profile/a b",
         "profile/" + "a" * 65,
         "/".join(["profile"] * 9),
+        "profile/x\n",
+        "profile\n/x",
+        "profile/\u0131",
     ],
 )
 def test_malformed_passport_paths_are_refused(path: str) -> None:

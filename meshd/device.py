@@ -31,7 +31,7 @@ import binascii
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -55,6 +55,7 @@ from meshd.errors import (
     MeshError,
     NoMesh,
     NotFound,
+    ProtocolError,
     RollbackRefused,
     TooManyAttempts,
     UnknownProposal,
@@ -102,6 +103,7 @@ from meshd.sync.layout import (
     ProposalRequestName,
     SegmentName,
     SnapshotName,
+    content_hash,
     log_entry_name,
     segment_name,
     snapshot_name,
@@ -1343,6 +1345,55 @@ def _check_recovery_approvers(state: MeshState, lost: list[str]) -> None:
             threshold=state.threshold,
             remaining=remaining,
         )
+
+
+def joinable_log_entries(
+    fetched: Sequence[tuple[LogEntryName, bytes | None]],
+) -> list[bytes]:
+    """The mesh-log entries a joining or recovering device can build on,
+    position first: those whose bytes match the hash in their name.
+
+    An object that does not match its name is junk or damage, and members
+    leave it aside too; it only stops a join when the chain has no valid
+    entry at its position below the newest valid one (or no genesis), since
+    the device would then ask on a log members do not have.
+
+    Args:
+        fetched: each listed entry's name and bytes (None: unreadable).
+
+    Raises:
+        ProtocolError: a position the chain needs holds only damaged files.
+    """
+    valid = {
+        name: data
+        for name, data in fetched
+        if data is not None and content_hash(data) == name.hash
+    }
+    damaged = sorted(
+        (name for name, _ in fetched if name not in valid),
+        key=lambda name: name.position,
+    )
+    reached = {name.position for name in valid}
+    newest = max(reached, default=0)
+
+    # Damage past the newest valid entry, or beside a valid one, is left aside.
+    # TODO: a damaged newest entry looks like junk at the next position, so
+    # the device then asks on the log before it; members close such a request
+    # and the person must delete the damaged file and ask again. Reading the
+    # signed heads first would tell the newest position members hold.
+    for name in damaged:
+        if name.position in reached or name.position > newest:
+            logger.warning("Mesh log entry %s left aside: damaged", name.path)
+            continue
+        raise ProtocolError(
+            f"The mesh log in storage lacks entry {name.position}: its file "
+            f"{name.path} is damaged: delete the damaged file, and members put "
+            "it back on their next sync; then ask again",
+            object=name.path,
+        )
+    if not valid:
+        raise ProtocolError("The invite's storage holds no readable mesh log yet")
+    return [valid[name] for name in sorted(valid, key=lambda name: name.position)]
 
 
 def _segment_fits_name(segment: Segment, name: SegmentName) -> bool:

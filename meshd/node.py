@@ -30,6 +30,7 @@ from meshd.device import (
     JOINING,
     MEMBER,
     Device,
+    joinable_log_entries,
     mesh_id_of,
 )
 from meshd.errors import (
@@ -41,6 +42,7 @@ from meshd.errors import (
     NotFound,
     ProtocolError,
     StorageUnavailable,
+    TooLarge,
     TooManyAttempts,
 )
 from meshd.events import EventBus
@@ -58,7 +60,7 @@ from meshd.replica.paths import (
 from meshd.rpc.codec import EncodedJson, encode_json
 from meshd.rpc.methods import Handler, Method, optional, required
 from meshd.sync.engine import MAX_OBJECT_SIZE, Problem, SyncEngine
-from meshd.sync.layout import HeadName, LogEntryName, SegmentName, content_hash
+from meshd.sync.layout import HeadName, LogEntryName, SegmentName
 from meshd.sync.storage import RetryPolicy, StorageBackend
 
 logger = logging.getLogger(__name__)
@@ -436,18 +438,12 @@ class MeshNode:
         invite = Invite.from_text(text)
         backend = StorageBackend.for_mesh(invite.storage, mesh_id_of(invite.did))
         names = [n for n in await backend.list("log") if isinstance(n, LogEntryName)]
-        names.sort(key=lambda name: name.position)
-        entries = [await backend.get(name, MAX_OBJECT_SIZE) for name in names]
-        if not entries:
+        if not names:
             raise StorageUnavailable("The invite's storage holds no mesh log yet")
-        for entry_name, data in zip(names, entries, strict=True):
-            if content_hash(data) != entry_name.hash:
-                raise ProtocolError(
-                    f"The storage holds a damaged mesh-log entry "
-                    f"({entry_name.path}): delete the damaged file: members put "
-                    "it back on their next sync",
-                    object=entry_name.path,
-                )
+        entries = joinable_log_entries(
+            [(name, await _readable(backend, name)) for name in names]
+        )
+
         # Nothing is kept until the request is made: a refused one leaves
         # this device as it was.
         log = self.device.joining_log(invite, entries)
@@ -1048,6 +1044,20 @@ def check_text(value: str, field: str, limit: int, required: bool = False) -> No
         raise InvalidInput(
             f"The {field} must be one line of printable text", field=field
         )
+
+
+async def _readable(backend: StorageBackend, name: LogEntryName) -> bytes | None:
+    """A listed mesh-log entry's bytes; None when they are too large to be
+    one, which makes the object damaged like one whose bytes break its name.
+
+    Raises:
+        NotFound: the object is gone since the listing.
+        StorageUnavailable: the storage failed, retries included.
+    """
+    try:
+        return await backend.get(name, MAX_OBJECT_SIZE)
+    except TooLarge:
+        return None
 
 
 async def check_storage(url: str) -> str:

@@ -22,6 +22,7 @@ import os
 import signal
 import socket
 import time
+import weakref
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -30,13 +31,18 @@ import trio
 
 from meshd.config import Config
 from meshd.crypto.suite import DeviceKeys, short_id
-from meshd.errors import InvalidInput, Locked, MeshError, NotFound
+from meshd.errors import AlreadySubscribed, InvalidInput, Locked, MeshError, NotFound
 from meshd.events import EventBus
 from meshd.keystore import DeviceSecrets, Keystore, ensure_private_dir
 from meshd.node import MeshNode, mesh_methods
 from meshd.paths import Paths
 from meshd.rpc.codec import EncodedJson
-from meshd.rpc.listener import bind_socket, inherited_socket, remove_socket
+from meshd.rpc.listener import (
+    bind_socket,
+    ensure_socket_folder,
+    inherited_socket,
+    remove_socket,
+)
 from meshd.rpc.methods import Method, MethodTable
 from meshd.rpc.server import RpcServer, Session
 from meshd.rpc.table import method_table
@@ -81,6 +87,8 @@ class DeviceService:
         """Serve more methods (before or while the server runs).
 
         Raises:
+        # Connections that stream events now: one stream each.
+        self._streaming: weakref.WeakSet[Session] = weakref.WeakSet()
             ValueError: a method of the same name is already served.
         """
         self.methods.register(*methods)
@@ -218,7 +226,13 @@ class DeviceService:
     # -- events ------------------------------------------------------------------
 
     async def subscribe(self, session: Session, since: int | None) -> dict[str, Any]:
-        """Start streaming events on ``session``; see :mod:`meshd.events`."""
+        """Start streaming events on ``session``; see :mod:`meshd.events`.
+
+        Raises:
+            InvalidInput: ``since`` is negative.
+            AlreadySubscribed: ``session`` streams events already; a second
+                stream would deliver every event twice on one connection.
+        """
         if since is not None and since < 0:
             raise InvalidInput("since must be 0 or more", field="since")
         subscription, replay = self.events.subscribe(since)
@@ -226,6 +240,8 @@ class DeviceService:
         async def stream() -> None:
             try:
                 for event in replay.events:
+        if session in self._streaming:
+            raise AlreadySubscribed()
                     await session.send(_event_notification(event.to_json()))
                 async for event in subscription:
                     await session.send(_event_notification(event.to_json()))
@@ -237,13 +253,17 @@ class DeviceService:
         try:
             session.start_after_response(stream)
         except MeshError:
+                # A stream that ended (a subscriber that fell behind) may be
+                # started again on the same connection, with since.
             subscription.close()
+                self._streaming.discard(session)
             raise
         return {"latest": replay.latest, "missed": replay.missed}
 
 
 def _event_notification(event: dict[str, Any]) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "method": "event", "params": event}
+        self._streaming.add(session)
 
 
 class Daemon:
@@ -262,20 +282,31 @@ class Daemon:
             DaemonStartError: another daemon holds the home, or the socket or
                 keystore cannot be used.
         """
+        # A socket folder that others may enter is refused before anything
+        # is written into the home.
+        inherited = inherited_socket()
+        if inherited is None:
+            ensure_socket_folder(self.paths.socket.parent)
+
         ensure_private_dir(self.paths.state)
         with HomeLock(self.paths.lock):
-            await self.service.open(self._passphrase)
-            self._passphrase = None
-            listener, owned_path = self._listen()
+            # Listening comes before the keystore and the store are opened
+            # (and created on a first start): a socket path that cannot be
+            # served leaves the home as it was.
+            listener, owned_path = self._listen(inherited)
             try:
+                await self.service.open(self._passphrase)
+                self._passphrase = None
                 await self._serve(listener, owned_path)
             finally:
+                listener.close()
                 if owned_path is not None:
                     remove_socket(owned_path)
 
-    def _listen(self) -> tuple[socket.socket, Path | None]:
+    def _listen(
+        self, inherited: socket.socket | None
+    ) -> tuple[socket.socket, Path | None]:
         """The listening socket, and its path when this process owns it."""
-        inherited = inherited_socket()
         if inherited is not None:
             logger.info("Socket received from the service manager")
             return inherited, None

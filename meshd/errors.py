@@ -154,6 +154,15 @@ class ProposalClosed(ClientError):
     default_message = "The proposal is no longer pending"
 
 
+class AlreadySubscribed(ClientError):
+    reason = "already_subscribed"
+    code = -32016
+    default_message = (
+        "This connection already streams events: read them there, or open"
+        " another connection for a second stream"
+    )
+
+
 # -- Protocol faults: a peer or the storage broke the rules ---------------------
 
 

@@ -19,7 +19,9 @@ Every sqlite3 error leaves this module as :class:`~meshd.errors.StoreError`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -31,6 +33,8 @@ from meshd.errors import StoreError
 logger = logging.getLogger(__name__)
 
 STORE_FILE = "store.sqlite3"
+# Only this user reads or writes the store and SQLite's files beside it.
+_PRIVATE_MODE = 0o600
 
 _MIGRATION_1 = """
 CREATE TABLE mesh_entries (
@@ -84,6 +88,38 @@ def _translated(function: Callable[P, T]) -> Callable[P, T]:
     return wrapper
 
 
+# SQLite's companion files of a store: its write-ahead log, the log's index
+# and the rollback journal it uses while changing the journal mode.
+_COMPANION_SUFFIXES = ("-wal", "-shm", "-journal")
+
+
+def _make_private(path: Path) -> None:
+    """Make the store file 0600, creating it empty if it is missing.
+
+    The store holds the passport in clear: the home folder is private, but a
+    copy or a backup keeps each file's own mode. SQLite gives the files it
+    adds beside the store the mode of the store file, so a new store is
+    created 0600 before SQLite opens it; a store made by an older version is
+    narrowed, with any companion files already there.
+
+    Raises:
+        StoreError: the file cannot be created or its mode changed.
+    """
+    try:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _PRIVATE_MODE)
+        try:
+            os.fchmod(descriptor, _PRIVATE_MODE)
+        finally:
+            os.close(descriptor)
+        for suffix in _COMPANION_SUFFIXES:
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(f"{path}{suffix}", _PRIVATE_MODE)
+    except OSError as exc:
+        raise StoreError(
+            f"The local store {path} cannot be made private: {exc}"
+        ) from exc
+
+
 class Store:
     """One device's SQLite store. Not thread-safe: one owner at a time."""
 
@@ -101,6 +137,7 @@ class Store:
             StoreError: the file cannot be opened, is not a store, or is newer
                 than this program.
         """
+        _make_private(path)
         connection = sqlite3.connect(path, isolation_level=None)
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=FULL")

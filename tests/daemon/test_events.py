@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 import trio
 
+from meshd.client import EventStream
+from meshd.errors import AlreadySubscribed
 from meshd.events import EventBus
-from tests.daemons import MeshdFactory
+from tests.daemons import MeshdFactory, MeshdProcess
 
 
 async def test_subscriber_resumes_after_the_last_id_it_saw() -> None:
@@ -71,3 +76,27 @@ def test_a_client_resuming_across_a_restart_gets_the_new_runs_events(
     assert first["type"] == "daemon.started"
     assert first["id"] > last_seen
     assert stream.missed
+
+
+def test_a_second_subscribe_on_one_connection_is_refused_and_events_come_once(
+    meshd: MeshdProcess, tmp_path: Path
+) -> None:
+    storage = tmp_path / "storage"
+    storage.mkdir()
+
+    with meshd.client() as client:
+        answer = client.call("events.subscribe")
+        with pytest.raises(AlreadySubscribed):
+            client.call("events.subscribe", since=0)
+        meshd.call("mesh.create", label="alice", storage=str(storage))
+        # A second event after the first, so a copy of the first would show.
+        meshd.call("device.rotate_key")
+        seen = []
+        for event in EventStream(client, answer):
+            seen.append(event)
+            if event["type"] == "device.key_rotated":
+                break
+
+    ids = [event["id"] for event in seen]
+    assert ids == sorted(set(ids))
+    assert [event["type"] for event in seen].count("mesh.created") == 1

@@ -160,3 +160,21 @@ def test_a_corrupt_store_stops_the_start_with_one_line(
     assert "store" in daemon.log_text()
     assert "Traceback" not in daemon.log_text()
     assert store.read_bytes() == b"this is not a database" * 100
+
+
+def test_a_refused_socket_folder_leaves_the_home_as_it_was(
+    meshd_factory: MeshdFactory, tmp_path: Path
+) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o755)
+    home = tmp_path / "fresh-home"
+
+    daemon = meshd_factory.start(
+        home, args=["--socket", str(shared / "meshd.sock")], wait=False
+    )
+
+    assert daemon.process.wait(30) == 1
+    assert "0755" in daemon.log_text()
+    assert not home.exists()
+    assert list(shared.iterdir()) == []

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -66,3 +69,55 @@ def test_a_file_that_is_not_a_store_is_a_store_error(tmp_path: Path) -> None:
     path.write_bytes(b"not a database at all" * 100)
     with pytest.raises(StoreError):
         Store.open(path)
+
+
+@pytest.fixture
+def shell_umask() -> Iterator[None]:
+    """The umask most shells start with: new files readable by everyone."""
+    previous = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def _modes(path: Path) -> dict[str, int]:
+    """The mode of the store and of each SQLite file beside it."""
+    return {
+        found.name: stat.S_IMODE(found.stat().st_mode)
+        for found in path.parent.glob(f"{path.name}*")
+    }
+
+
+@pytest.mark.usefixtures("shell_umask")
+def test_the_store_and_its_write_ahead_files_are_private_under_a_shell_umask(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "store.sqlite3"
+    store = Store.open(path)
+    with store.transaction():
+        store.put_mesh_entry(0, b"h0", b"entry-0")
+
+    modes = _modes(path)
+    store.close()
+
+    assert {"store.sqlite3", "store.sqlite3-wal", "store.sqlite3-shm"} <= set(modes)
+    assert set(modes.values()) == {0o600}
+
+
+def test_a_store_left_readable_by_others_is_made_private_when_opened(
+    tmp_path: Path, shell_umask: None
+) -> None:
+    # An older version let SQLite create the files under the shell's umask.
+    path = tmp_path / "store.sqlite3"
+    connection = sqlite3.connect(path)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("CREATE TABLE kept (value TEXT)")
+    assert 0o644 in _modes(path).values()
+
+    store = Store.open(path)
+    modes = _modes(path)
+    store.close()
+    connection.close()
+
+    assert set(modes.values()) == {0o600}

@@ -82,13 +82,13 @@ class DeviceService:
         self._unlock_lock = trio.Lock()
         self.node: MeshNode | None = None
         self._nursery: trio.Nursery | None = None
+        # Connections that stream events now: one stream each.
+        self._streaming: weakref.WeakSet[Session] = weakref.WeakSet()
 
     def register(self, *methods: Method) -> None:
         """Serve more methods (before or while the server runs).
 
         Raises:
-        # Connections that stream events now: one stream each.
-        self._streaming: weakref.WeakSet[Session] = weakref.WeakSet()
             ValueError: a method of the same name is already served.
         """
         self.methods.register(*methods)
@@ -235,35 +235,35 @@ class DeviceService:
         """
         if since is not None and since < 0:
             raise InvalidInput("since must be 0 or more", field="since")
+        if session in self._streaming:
+            raise AlreadySubscribed()
         subscription, replay = self.events.subscribe(since)
 
         async def stream() -> None:
             try:
                 for event in replay.events:
-        if session in self._streaming:
-            raise AlreadySubscribed()
                     await session.send(_event_notification(event.to_json()))
                 async for event in subscription:
                     await session.send(_event_notification(event.to_json()))
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
             finally:
+                # A stream that ended (a subscriber that fell behind) may be
+                # started again on the same connection, with since.
                 subscription.close()
+                self._streaming.discard(session)
 
         try:
             session.start_after_response(stream)
         except MeshError:
-                # A stream that ended (a subscriber that fell behind) may be
-                # started again on the same connection, with since.
             subscription.close()
-                self._streaming.discard(session)
             raise
+        self._streaming.add(session)
         return {"latest": replay.latest, "missed": replay.missed}
 
 
 def _event_notification(event: dict[str, Any]) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "method": "event", "params": event}
-        self._streaming.add(session)
 
 
 class Daemon:

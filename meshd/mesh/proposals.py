@@ -609,7 +609,9 @@ class ProposalBook:
             WrongCode / TooManyAttempts / Expired / ProposalClosed: see
                 :meth:`check_code`; and whatever :func:`approval_for` raises.
         """
-        pending = self.get(identifier)
+        # A closed request says so first: locked, it stays locked even for
+        # the device whose lock answered it with a rejection.
+        pending = self._open(identifier, now)
         if state.device_id_of(keys.public) in pending.rejections:
             raise InvalidState(
                 "This device already answered this proposal; its answer stands",

@@ -9,6 +9,7 @@ daemon, whatever storage driver carries the objects.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,7 +30,9 @@ def folder(tmp_path: Path) -> str:
     return str(storage)
 
 
-def two_device_mesh(devices: Devices, folder: str) -> tuple[Device, Device, dict]:
+def two_device_mesh(
+    devices: Devices, folder: str
+) -> tuple[Device, Device, dict[str, Any]]:
     """Phone and laptop; the laptop's enrollment raised the threshold to 2.
 
     Returns the devices and the phone's answer to approving the laptop.

@@ -61,7 +61,7 @@ from meshd.rpc.codec import EncodedJson, encode_json
 from meshd.rpc.methods import Handler, Method, optional, required
 from meshd.sync.engine import MAX_OBJECT_SIZE, Problem, SyncEngine
 from meshd.sync.layout import HeadName, LogEntryName, SegmentName
-from meshd.sync.storage import RetryPolicy, StorageBackend
+from meshd.sync.storage import RetryPolicy, StorageBackend, one_line
 
 logger = logging.getLogger(__name__)
 
@@ -1086,8 +1086,16 @@ async def check_storage(url: str) -> str:
                 f"The storage folder {folder} does not exist: create it first",
                 field="storage",
             )
-    backend = StorageBackend(url, retry=RetryPolicy(attempts=2, base_delay=0.2))
-    await backend.list()
+    # Every failure a file system can raise leaves here typed, as one line.
+    try:
+        backend = StorageBackend(url, retry=RetryPolicy(attempts=2, base_delay=0.2))
+        await backend.list()
+    except MeshError:
+        raise
+    except Exception as error:
+        raise StorageUnavailable(
+            f"The storage cannot be used: {one_line(error)}", field="storage"
+        ) from error
     return url
 
 

@@ -921,9 +921,11 @@ def _open_driver(
         _prepare_s3_options(options)
     try:
         fs, root = fsspec.core.url_to_fs(url, **options)
-    except (ImportError, ValueError, TypeError) as error:
+    except Exception as error:
+        # A file system may connect or open a file as it is made (FTP, SFTP,
+        # zip archives): whatever it raises, the person gets one line.
         raise StorageUnavailable(
-            f"Storage {_display_url(url)} cannot be opened: {error}",
+            f"Storage {_display_url(url)} cannot be opened: {one_line(error)}",
             url=_display_url(url),
         ) from error
     if protocol in ("s3", "s3a"):
@@ -931,6 +933,23 @@ def _open_driver(
         fs.retries = 1
         return S3Driver(fs, root, count)
     return FsspecDriver(fs, root, count)
+
+
+# The longest cause a storage error repeats: enough to tell causes apart, short
+# enough for one line of a terminal or a log.
+MAX_CAUSE_LENGTH = 200
+
+
+def one_line(error: BaseException) -> str:
+    """An exception as one short line: its type when it says nothing else.
+
+    Third-party file systems put tracebacks, server pages or line breaks in
+    their messages; a person needs the gist in one line.
+    """
+    text = " ".join(str(error).split()) or type(error).__name__
+    if len(text) > MAX_CAUSE_LENGTH:
+        return text[: MAX_CAUSE_LENGTH - 3] + "..."
+    return text
 
 
 def _local_root(storage_root: str | None) -> Path | None:

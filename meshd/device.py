@@ -31,6 +31,7 @@ import binascii
 import logging
 import re
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,6 +146,28 @@ _SETTING_ACCEPTED_HEAD = "accepted_head"
 _SETTING_REQUEST = "my_request"
 _SETTING_SEGMENTS = "published_segments"
 
+# Proposals and answers kept for the event feed until it takes them; older
+# ones are dropped when nobody does (a device used without a daemon).
+MAX_RECEIVED = 1000
+
+
+@dataclass(frozen=True)
+class ReceivedProposal:
+    """A proposal that sync brought from another device."""
+
+    id: str
+    kind: str
+    summary: str
+
+
+@dataclass(frozen=True)
+class ReceivedAnswer:
+    """An approval or a rejection that sync brought from another device."""
+
+    proposal_id: str
+    device_id: str
+    approved: bool
+
 
 @dataclass(frozen=True)
 class Segment(Record):
@@ -208,6 +231,9 @@ class Device:
         # The last op sequence of each device that storage lists a segment
         # for, so a head that claims more is seen to reference missing ops.
         self._listed_sequences: dict[str, int] = {}
+        self._received: deque[ReceivedProposal | ReceivedAnswer] = deque(
+            maxlen=MAX_RECEIVED
+        )
         self._load()
 
     # -- Loading ---------------------------------------------------------------
@@ -1021,6 +1047,13 @@ class Device:
                 return Verdict(Outcome.DUPLICATE)
             raise
         self.store.put_proposal(pending.id.hex(), data)
+        self._received.append(
+            ReceivedProposal(
+                pending.id.hex(),
+                pending.proposal.kind,
+                self._describe(pending.proposal),
+            )
+        )
         return Verdict(Outcome.ACCEPTED)
 
     def _receive_approval(self, name: ApprovalName, data: bytes) -> Verdict:
@@ -1036,6 +1069,10 @@ class Device:
         if held is not None and held is not signed:
             return Verdict(Outcome.REJECTED, "answer_changed")
         self._store_approval(pending.id, signed)
+        if pending.approvals.get(name.device_id) is signed or held is signed:
+            self._received.append(
+                ReceivedAnswer(pending.id.hex(), name.device_id, held is None)
+            )
         return Verdict(Outcome.ACCEPTED)
 
     def _receive_segment(self, name: SegmentName, data: bytes) -> Verdict:
@@ -1177,6 +1214,13 @@ class Device:
         self.try_finalize()
         if self.replica is not None:
             self.replica.retry_held(self.clock())
+
+    def take_received(self) -> list[ReceivedProposal | ReceivedAnswer]:
+        """The proposals and answers that sync brought in since the last call,
+        in the order they came."""
+        found = list(self._received)
+        self._received.clear()
+        return found
 
     # -- Key rotation --------------------------------------------------------------
 

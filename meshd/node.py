@@ -62,6 +62,7 @@ from meshd.rpc.methods import Handler, Method, optional, required
 from meshd.sync.engine import MAX_OBJECT_SIZE, Problem, SyncEngine
 from meshd.sync.layout import HeadName, LogEntryName, SegmentName
 from meshd.sync.storage import RetryPolicy, StorageBackend, one_line
+from meshd.watch import DeviceWatch
 
 logger = logging.getLogger(__name__)
 
@@ -142,6 +143,7 @@ class MeshNode:
     ) -> None:
         self.device = Device(home, keys) if clock is None else Device(home, keys, clock)
         self.events = events
+        self.watch = DeviceWatch(self.device, events)
         self.poll_seconds = poll_seconds
         self.backend: StorageBackend | None = None
         self.engine: SyncEngine | None = None
@@ -254,6 +256,7 @@ class MeshNode:
             "held": report.held,
             "rejected": report.rejected,
         }
+        self.watch.publish_changes()
         if report.pushed or report.pulled:
             self.events.publish("sync", **self.last_round)
         state_changed = state_before != self.device.state_name
@@ -496,6 +499,7 @@ class MeshNode:
             self.wake()
             raise
         self.events.publish("proposal.approved", id=result["id"], state=result["state"])
+        self.watch.publish_changes()
         result["pushed"] = await self._push_now()
         return result
 
@@ -514,12 +518,14 @@ class MeshNode:
         # outage leaves the cut-off at what is held here (cutoff_fresh false).
         fresh = await self._push_now()
         result = self.device.propose_revoke(device_id, reason, threshold)
+        self.watch.publish_changes()
         result["cutoff_fresh"] = fresh
         result["pushed"] = await self._push_now()
         return result
 
     async def set_threshold(self, threshold: int) -> dict[str, Any]:
         result = self.device.propose_threshold(threshold)
+        self.watch.publish_changes()
         result["pushed"] = await self._push_now()
         return result
 
@@ -538,18 +544,21 @@ class MeshNode:
                 f"{path} is one of: {', '.join(CONFLICT_MODES)}", field="value"
             )
         op_id = replica.local_set(path, value, self.device.clock())
+        self.watch.publish_paths([path])
         pushed = await self._push_now()
         return {"path": path, "op_id": op_id, "pushed": pushed}
 
     async def passport_delete(self, path: str) -> dict[str, Any]:
         _, replica = self.device.require_member()
         op_id = replica.local_delete(path, self.device.clock())
+        self.watch.publish_paths([path])
         pushed = await self._push_now()
         return {"path": path, "op_id": op_id, "pushed": pushed}
 
     async def add_capability(self, name: str, data: Any) -> dict[str, Any]:
         _, replica = self.device.require_member()
         capability_id, op_id = replica.add_capability(name, data, self.device.clock())
+        self.watch.publish_paths([f"capabilities/{capability_id}"])
         pushed = await self._push_now()
         return {"capability_id": capability_id, "op_id": op_id, "pushed": pushed}
 
@@ -559,7 +568,9 @@ class MeshNode:
 
     async def resolve(self, id: str, pick: str) -> dict[str, Any]:
         _, replica = self.device.require_member()
+        paths = [c.path for c in replica.conflicts() if c.conflict_id == id]
         op_id = replica.resolve(id, pick, self.device.clock())
+        self.watch.publish_paths(paths)
         pushed = await self._push_now()
         return {"id": id, "op_id": op_id, "pushed": pushed}
 
@@ -708,6 +719,7 @@ class MeshNode:
             self.device.complete_rotation(entry, new_keys)
         rotated_at = self.device.clock()
         self.events.publish("device.key_rotated", device_id=self.device.device_id)
+        self.watch.publish_changes()
         pushed = await self._push_now()
         return {
             "device_id": self.device.device_id,
@@ -756,6 +768,7 @@ class MeshNode:
         result = self.device.issue_delegation(
             parse_agent_key(to), capabilities, expires_at
         )
+        self.watch.publish_paths([f"delegations/{result['id']}"])
         result["pushed"] = await self._push_now()
         return result
 

@@ -72,8 +72,14 @@ def method_table(service: DeviceService) -> list[Method]:
                 ),
             ),
             session=True,
-            summary="Stream events as 'event' notifications after this response",
-            result="{latest, missed}; then notifications {id, type, time, data}",
+            summary=(
+                "Stream events as 'event' notifications after this response,"
+                " one stream per connection (types: docs/events.md)"
+            ),
+            result=(
+                "{latest, missed}; then notifications {id, type, time, data};"
+                " a second subscribe on the connection fails already_subscribed"
+            ),
             notifications="event",
         ),
     ]

@@ -50,49 +50,54 @@ def two_device_mesh(
     return phone, laptop, approved
 
 
-def test_approving_the_second_device_says_the_one_approval_it_needed(
+def test_an_approval_says_what_its_proposal_needed_and_a_full_proof_is_complete(
     devices: Devices, folder: str
 ) -> None:
-    phone, laptop, approved = two_device_mesh(devices, folder)
-
-    assert (approved["approvals"], approved["required"]) == (1, 1)
-    assert approved["state"] == "applied"
-    assert laptop.ok("status")["request"] is None
-    assert phone.ok("status")["threshold"] == 2
-
-
-def test_a_threshold_proof_approved_by_enough_devices_is_complete(
-    devices: Devices, folder: str
-) -> None:
-    phone, laptop, _ = two_device_mesh(devices, folder)
+    phone, laptop, enrolled = two_device_mesh(devices, folder)
     started = phone.ok("prove", "--challenge", "nonce-1", "--threshold")
     laptop.sync()
 
-    approved = laptop.ok("approve", started["proposal_id"])
+    proved = laptop.ok("approve", started["proposal_id"])
 
-    assert (approved["approvals"], approved["required"]) == (2, 2)
-    assert approved["state"] == "complete"
+    # The laptop's enrollment needed the phone alone, then raised the threshold.
+    assert (enrolled["approvals"], enrolled["required"]) == (1, 1)
+    assert enrolled["state"] == "applied"
+    assert phone.ok("status")["threshold"] == 2
+    assert (proved["approvals"], proved["required"]) == (2, 2)
+    assert proved["state"] == "complete"
     phone.sync()
     assert len(phone.ok("proof", started["proposal_id"])["signatures"]) == 2
 
 
-def test_approvers_see_the_threshold_and_reason_a_revocation_carries(
+def test_a_revocation_named_by_its_short_id_shows_its_threshold_and_reason(
     devices: Devices, folder: str
 ) -> None:
     phone, laptop, _ = two_device_mesh(devices, folder)
-    phone.ok(
-        "revoke", laptop.device_id, "--threshold", "1", "--reason", "left on a train"
-    )
-    laptop.sync()
+    short = "-".join(laptop.device_id.split("-")[:2])
+    spare = devices["spare"]
 
+    recovery = spare.run(
+        "recover", phone.ok("invite")["invite"], "--replace", short.lower()
+    )
+    unknown = phone.run("revoke", "ZZZZ-ZZZZ")
+    revoke = phone.ok("revoke", short, "--threshold", "1", "--reason", "lost it")
+    laptop.sync()
     (listed,) = laptop.ok("pending")
     status, out, _ = laptop.daemon.meshctl("pending")
 
-    assert (listed["threshold"], listed["reason"]) == (1, "left on a train")
-    assert "and set the threshold to 1" in listed["summary"]
-    assert "left on a train" in listed["summary"]
+    # The recovery named the laptop: the phone alone cannot approve it.
+    assert recovery.reason == "lockout_refused", recovery.error
+    assert "replacing 1 of the 2 active devices" in recovery.error["message"]
+    assert unknown.reason == "invalid_input", unknown.error
+    assert "nor the start of one" in unknown.error["message"]
+    assert revoke["device_id"] == laptop.device_id
+    assert listed["cutoffs"] == {laptop.device_id: revoke["cutoff"]}
+
+    # What approving changes is shown whole, threshold and reason included.
+    assert (listed["threshold"], listed["reason"]) == (1, "lost it")
+    assert "and set the threshold to 1; reason: lost it" in listed["summary"]
     assert status == 0
-    assert "and set the threshold to 1; reason: left on a train" in out
+    assert "and set the threshold to 1; reason: lost it" in out
 
 
 def test_rejections_are_counted_and_close_a_request_that_cannot_pass(
@@ -178,27 +183,3 @@ def test_a_joining_device_asked_into_another_mesh_says_which_it_waits_for(
     assert f"waiting to join the mesh {did}" in message
     assert "move its home away" in message and "already belongs" not in message
     assert tablet.ok("status")["request"]["request_id"] == asked["request_id"]
-
-
-def test_devices_are_named_by_the_short_form_summaries_print(
-    devices: Devices, folder: str
-) -> None:
-    phone, laptop, _ = two_device_mesh(devices, folder)
-    short = "-".join(laptop.device_id.split("-")[:2])
-    spare = devices["spare"]
-
-    recovery = spare.run(
-        "recover", phone.ok("invite")["invite"], "--replace", short.lower()
-    )
-    unknown = phone.run("revoke", "ZZZZ-ZZZZ")
-    revoke = phone.ok("revoke", short, "--threshold", "1")
-
-    # The recovery named the laptop: the phone alone cannot approve it.
-    assert recovery.reason == "lockout_refused", recovery.error
-    assert "replacing 1 of the 2 active devices" in recovery.error["message"]
-    assert unknown.reason == "invalid_input", unknown.error
-    assert "nor the start of one" in unknown.error["message"]
-    assert revoke["device_id"] == laptop.device_id
-    laptop.sync()
-    (listed,) = laptop.ok("pending")
-    assert listed["cutoffs"] == {laptop.device_id: revoke["cutoff"]}

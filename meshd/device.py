@@ -200,6 +200,11 @@ def mesh_id_of(did: str) -> bytes:
     return mesh_id
 
 
+# A request with all its approvals, not yet made a mesh-log entry: only a
+# device that stays in the mesh may write it.
+AWAITING_FINALIZER = "approved"
+
+
 class Device:
     """One device's mesh membership, proposals and replica over its store."""
 
@@ -514,7 +519,8 @@ class Device:
 
     def request_state(self) -> str | None:
         """How this device's own request stands (``pending``, ``expired``,
-        ``cancelled``, ``locked``, ``rejected``), or None without one.
+        ``cancelled``, ``locked``, ``rejected``, or :data:`AWAITING_FINALIZER`
+        once it has its approvals), or None without one.
 
         The same string object while the state holds, so status can tell a
         change by identity.
@@ -524,9 +530,12 @@ class Device:
             return None
         self.book.expire(self._now_ms())
         try:
-            return self.book.get(bytes.fromhex(identifier)).status
+            pending = self.book.get(bytes.fromhex(identifier))
         except UnknownProposal:
             return None
+        if pending.status == PENDING and 0 < pending.required <= len(pending.approvals):
+            return AWAITING_FINALIZER
+        return pending.status
 
     # -- Proposals -------------------------------------------------------------
 

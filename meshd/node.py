@@ -27,6 +27,7 @@ from meshd.auth import verify_proof
 from meshd.crypto.suite import DeviceKeys, short_id
 from meshd.delegations import parse_agent_key, parse_expiry
 from meshd.device import (
+    AWAITING_FINALIZER,
     JOINING,
     MEMBER,
     Device,
@@ -1152,6 +1153,11 @@ def _joining_warning(request: str | None) -> str:
     """What a joining device tells the person, by how its request stands."""
     if request == PENDING:
         return "This device is waiting for approvals: type its code on other devices"
+    if request == AWAITING_FINALIZER:
+        return (
+            "This device's request has all its approvals: a device that stays in"
+            " the mesh completes it on its next sync"
+        )
     if request == LOCKED:
         closed = "was locked after too many wrong codes"
     elif request == REJECTED:

@@ -10,6 +10,7 @@ from meshd.events import EventBus
 from meshd.keystore import ensure_private_dir
 from meshd.mesh.proposals import DEFAULT_ENROLL_EXPIRY_MS
 from meshd.node import MeshNode
+from tests.sync.meshes import three_device_mesh
 
 
 class Clock:
@@ -48,3 +49,29 @@ async def test_an_expired_join_request_says_to_ask_again(tmp_path: Path) -> None
         "join request is expired" in w and "meshctl join" in w
         for w in status["warnings"]
     )
+
+
+async def test_a_recovery_approved_by_all_it_needs_says_who_completes_it(
+    tmp_path: Path,
+) -> None:
+    storage = tmp_path / "storage"
+    storage.mkdir()
+    phone, laptop, _ = await three_device_mesh(tmp_path / "homes", str(storage))
+
+    # A new phone replaces the old one; the laptop approves, and then the old
+    # phone, which cannot complete a change that revokes it.
+    new_phone = new_node(tmp_path / "new-phone")
+    asked = await new_phone.request_recovery(
+        (await laptop.node.invite())["invite"],
+        [phone.device_id],
+        "new phone",
+        "phone",
+    )
+    for approver in (laptop, phone):
+        await approver.sync()
+        await approver.node.approve(asked["request_id"], asked["code"])
+    await new_phone.sync_round()
+    warnings = (await new_phone.status())["warnings"]
+
+    assert not any("waiting for approvals" in warning for warning in warnings)
+    assert any("has all its approvals" in warning for warning in warnings)

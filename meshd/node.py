@@ -14,7 +14,9 @@ is committed on this device, and a slow or hung storage only delays its push
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -439,7 +441,12 @@ class MeshNode:
     async def _request(
         self, text: str, name: str, kind: str, replace: list[str]
     ) -> dict[str, Any]:
+        # The invite's storage is held to the rules of init: a relative path
+        # or storage this device cannot write would leave a request that no
+        # member ever sees.
         invite = Invite.from_text(text)
+        storage = await check_storage(invite.storage)
+        invite = dataclasses.replace(invite, storage=storage)
         backend = StorageBackend.for_mesh(invite.storage, mesh_id_of(invite.did))
         names = [n for n in await backend.list("log") if isinstance(n, LogEntryName)]
         if not names:
@@ -1075,35 +1082,28 @@ async def _readable(backend: StorageBackend, name: LogEntryName) -> bytes | None
 
 
 async def check_storage(url: str) -> str:
-    """The storage URL a new mesh will use, checked before anything is written.
+    """The storage URL a mesh will use, checked before anything is kept.
 
     A plain path must be an absolute path to an existing folder (the daemon's
-    working folder means nothing to the person typing it); any URL must be
-    served by an installed fsspec driver and answer a listing.
+    working folder means nothing to the person typing it); it comes back
+    normalized, so ``/a/storage/../storage`` is ``/a/storage``. Any URL must
+    be served by an installed fsspec driver and answer a listing. Then a
+    small probe object is written, read back and deleted
+    (:meth:`~meshd.sync.storage.StorageBackend.probe_writes`): creating,
+    joining and recovering all write to the storage at once, and storage
+    that only answers reads would leave the device stuck.
 
     Raises:
         InvalidInput: the URL or path cannot be used.
-        StorageUnavailable: the storage does not answer.
+        StorageUnavailable: the storage does not answer, or refuses writes.
     """
-    url = url.strip()
-    if not url:
-        raise InvalidInput("Name the storage: a folder or a URL", field="storage")
-    if "://" not in url or url.startswith("file://"):
-        folder = Path(url.removeprefix("file://"))
-        if not folder.is_absolute():
-            raise InvalidInput(
-                f"The storage folder {url!r} must be an absolute path",
-                field="storage",
-            )
-        if not folder.is_dir():
-            raise InvalidInput(
-                f"The storage folder {folder} does not exist: create it first",
-                field="storage",
-            )
+    url = _storage_location(url)
+
     # Every failure a file system can raise leaves here typed, as one line.
     try:
         backend = StorageBackend(url, retry=RetryPolicy(attempts=2, base_delay=0.2))
         await backend.list()
+        await backend.probe_writes()
     except MeshError:
         raise
     except Exception as error:
@@ -1111,6 +1111,33 @@ async def check_storage(url: str) -> str:
             f"The storage cannot be used: {one_line(error)}", field="storage"
         ) from error
     return url
+
+
+def _storage_location(url: str) -> str:
+    """The storage as typed, a folder's path normalized.
+
+    Raises:
+        InvalidInput: nothing is named, or a folder is relative or missing.
+    """
+    url = url.strip()
+    if not url:
+        raise InvalidInput("Name the storage: a folder or a URL", field="storage")
+    if "://" in url and not url.startswith("file://"):
+        return url
+
+    prefix = "file://" if url.startswith("file://") else ""
+    folder = Path(url.removeprefix("file://"))
+    if not folder.is_absolute():
+        raise InvalidInput(
+            f"The storage folder {url[:MAX_LABEL_LENGTH]!r} must be an absolute path",
+            field="storage",
+        )
+    if not folder.is_dir():
+        raise InvalidInput(
+            f"The storage folder {folder} does not exist: create it first",
+            field="storage",
+        )
+    return prefix + os.path.normpath(folder)
 
 
 def _check_kind(kind: str) -> None:

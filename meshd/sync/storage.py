@@ -90,6 +90,10 @@ T = TypeVar("T")
 # A listed file: its path relative to the mesh folder, and its version tag.
 Listed = tuple[str, str | None]
 
+# The name of a write probe starts with this, so that a probe left behind by
+# a failed delete is plainly meshd's and plainly not a mesh object.
+PROBE_PREFIX = ".meshd-probe-"
+
 # A listing longer than this is refused rather than walked: a hostile or
 # broken store must not make a poll unbounded. A mesh holds far fewer objects
 # once snapshots compact it.
@@ -120,6 +124,7 @@ class RequestKind(enum.StrEnum):
     PUT = "PUT"
     LIST = "LIST"
     HEAD = "HEAD"
+    DELETE = "DELETE"
 
 
 class RequestCounter:
@@ -203,6 +208,10 @@ class _Driver(Protocol):
         ...
 
     def exists(self, path: str) -> bool: ...
+
+    def remove(self, path: str) -> None:
+        """Delete one object. Only the write probe calls it, on its own name."""
+        ...
 
 
 def _joined(root: str, path: str) -> str:
@@ -361,6 +370,10 @@ class FolderDriver:
         except FileNotFoundError:
             return False
         return stat.S_ISREG(mode)
+
+    def remove(self, path: str) -> None:
+        self._count(RequestKind.DELETE)
+        os.unlink(self._inside(self._root / path))
 
 
 # Errors of os.link on file systems that have no hard links.
@@ -525,6 +538,11 @@ class S3Driver:
             return False
         return True
 
+    def remove(self, path: str) -> None:
+        self._count(RequestKind.DELETE)
+        with _s3_errors():
+            self._fs.call_s3("delete_object", Bucket=self._bucket, Key=self._key(path))
+
 
 @contextlib.contextmanager
 def _s3_errors() -> Iterator[None]:
@@ -612,6 +630,11 @@ class FsspecDriver:
         self._count(RequestKind.HEAD)
         with _generic_errors():
             return bool(self._fs.isfile(_joined(self._root, path)))
+
+    def remove(self, path: str) -> None:
+        self._count(RequestKind.DELETE)
+        with _generic_errors():
+            self._fs.rm_file(_joined(self._root, path))
 
 
 # Fields of fsspec's detailed listings that change when a file is rewritten,
@@ -828,6 +851,45 @@ class StorageBackend:
             else:
                 names.append(parsed)
         return sorted(names, key=lambda name: name.path)
+
+    async def probe_writes(self) -> None:
+        """Write a small object of this device's own at the top of the folder,
+        read it back and delete it: storage that lists but cannot keep what
+        is written (a read-only share, a plain web server) is found before a
+        mesh depends on it.
+
+        The probe's name is random and used once, so it can be no other
+        device's object; it is the only object a backend ever deletes.
+
+        Raises:
+            StorageUnavailable: the probe could not be written, or did not
+                come back as written.
+        """
+        name = f"{PROBE_PREFIX}{secrets.token_hex(8)}"
+        data = f"meshd write probe {name}\n".encode("ascii")
+        try:
+            await self._call("put", name, self._driver.replace, name, data)
+            present = await self._call("get", name, self._driver.read, name, len(data))
+        except (StorageUnavailable, FileNotFoundError) as error:
+            raise StorageUnavailable(
+                f"The storage {self.url} cannot be written by this device: "
+                f"choose a folder or bucket it may write to ({one_line(error)})",
+                url=self.url,
+            ) from error
+        if present != data:
+            raise StorageUnavailable(
+                f"The storage {self.url} does not give back what was written to "
+                "it: choose another storage",
+                url=self.url,
+            )
+
+        # A probe left behind is harmless junk to every listing.
+        try:
+            await self._call("delete", name, self._driver.remove, name)
+        except (StorageUnavailable, FileNotFoundError) as error:
+            logger.warning(
+                "Storage write probe %s left at %s: %s", name, self.url, one_line(error)
+            )
 
     async def _call(
         self,

@@ -95,6 +95,7 @@ from meshd.replica.op import decode_op
 from meshd.replica.replica import Replica, ReplicaSettings
 from meshd.replica.store import Store
 from meshd.rotation import EnrolledKeys, enrolled
+from meshd.rpc.codec import echo
 from meshd.sync.engine import Outcome, Verdict
 from meshd.sync.layout import (
     ApprovalName,
@@ -625,7 +626,10 @@ class Device:
         cleaned = text.strip().lower()
         matches = [p.id for p in self.book.all() if p.id.hex().startswith(cleaned)]
         if not cleaned or len(matches) != 1:
-            raise UnknownProposal(f"No single proposal matches {text!r}", proposal=text)
+            shown = echo(text)
+            raise UnknownProposal(
+                f"No single proposal matches {shown!r}", proposal=shown
+            )
         return matches[0]
 
     def approve(self, text: str, code: str | None) -> dict[str, Any]:

@@ -163,6 +163,22 @@ class AlreadySubscribed(ClientError):
     )
 
 
+class PassportFull(ClientError):
+    reason = "passport_full"
+    code = -32017
+    default_message = (
+        "The passport would grow past its size limit: delete or shorten values"
+    )
+
+
+class AnswerTooLarge(ClientError):
+    reason = "answer_too_large"
+    code = -32018
+    default_message = (
+        "The answer is larger than one message may carry: ask for less at a time"
+    )
+
+
 # -- Protocol faults: a peer or the storage broke the rules ---------------------
 
 

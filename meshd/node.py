@@ -37,12 +37,14 @@ from meshd.device import (
     mesh_id_of,
 )
 from meshd.errors import (
+    AnswerTooLarge,
     InvalidInput,
     Locked,
     MeshError,
     NoMesh,
     NotAMember,
     NotFound,
+    PassportFull,
     ProtocolError,
     StorageUnavailable,
     TooLarge,
@@ -53,14 +55,18 @@ from meshd.invite import Invite
 from meshd.keystore import Keystore
 from meshd.mesh.log import MeshLog
 from meshd.mesh.proposals import CANCELLED, LOCKED, PENDING, REJECTED
+from meshd.replica.delegation import capability_id as capability_id_of
 from meshd.replica.head import verify_head
 from meshd.replica.paths import (
     CONFLICT_MODE_PATH,
     MODE_MANUAL,
     MODE_NEWEST,
     JSONValue,
+    encode_value,
+    set_in_tree,
+    validate_path,
 )
-from meshd.rpc.codec import EncodedJson, encode_json
+from meshd.rpc.codec import LINE_LIMIT, EncodedJson, encode_json
 from meshd.rpc.methods import Handler, Method, optional, required
 from meshd.sync.engine import MAX_OBJECT_SIZE, Problem, SyncEngine
 from meshd.sync.layout import HeadName, LogEntryName, SegmentName
@@ -88,6 +94,13 @@ MAX_LABEL_LENGTH = 100
 MAX_PROBLEM_WARNINGS = 5
 CONFLICT_MODES = (MODE_NEWEST, MODE_MANUAL)
 MAX_REASON_LENGTH = 500
+# The whole passport, as ``passport.get`` sends it, stays under this when
+# written here: three quarters of one message (LINE_LIMIT, 1 MiB), so it is
+# always read whole, with room for the ops of other devices merged after.
+MAX_PASSPORT_SIZE = 768 * 1024
+# The largest passport sent whole: one message, less room for the response
+# around it. A larger one (grown by merged ops) is read by path.
+MAX_PASSPORT_ANSWER = LINE_LIMIT - 4096
 DEVICE_KINDS = ("phone", "laptop", "tablet", "watch", "desktop", "server", "other")
 # The last fields of mesh.status: the request, read on every call, and after it.
 _STATUS_TAIL = ("request", "last_sync")
@@ -540,17 +553,43 @@ class MeshNode:
     # -- passport.* and conflict.* ---------------------------------------------
 
     async def passport_get(self, path: str | None) -> JSONValue:
+        """The whole passport, or the value or section at ``path``.
+
+        Raises:
+            AnswerTooLarge: the whole passport no longer fits one answer
+                (ops merged from other devices grew it): read it by path.
+            InvalidInput: the path is malformed.
+            NotFound: nothing is set at the path.
+        """
         _, replica = self.device.require_member()
-        if path is None or path == "":
-            return replica.passport()
-        return replica.get(path)
+        if path is not None and path != "":
+            return replica.get(path)
+
+        # Measured as sent, to say what to do instead of the server's
+        # general refusal of an answer over the line limit.
+        passport = replica.passport()
+        size = len(encode_json(passport))
+        if size > MAX_PASSPORT_ANSWER:
+            raise AnswerTooLarge(
+                f"The passport is {size} bytes, over the {MAX_PASSPORT_ANSWER}"
+                " one answer may carry: read it by path, a section at a time"
+                " (such as profile)",
+                size=size,
+                limit=MAX_PASSPORT_ANSWER,
+            )
+        return passport
 
     async def passport_set(self, path: str, value: Any) -> dict[str, Any]:
+        """Raises:
+        InvalidInput: bad path or value.
+        PassportFull: the passport would grow past MAX_PASSPORT_SIZE.
+        """
         _, replica = self.device.require_member()
         if path == CONFLICT_MODE_PATH and value not in CONFLICT_MODES:
             raise InvalidInput(
                 f"{path} is one of: {', '.join(CONFLICT_MODES)}", field="value"
             )
+        _check_passport_room(replica.passport(), path, value)
         op_id = replica.local_set(path, value, self.device.clock())
         self.watch.publish_paths([path])
         pushed = await self._push_now()
@@ -564,7 +603,14 @@ class MeshNode:
         return {"path": path, "op_id": op_id, "pushed": pushed}
 
     async def add_capability(self, name: str, data: Any) -> dict[str, Any]:
+        """Raises:
+        InvalidInput: bad name or data.
+        PassportFull: the passport would grow past MAX_PASSPORT_SIZE.
+        """
         _, replica = self.device.require_member()
+        value = {"name": name, "data": data}
+        path = f"capabilities/{capability_id_of(name)}"
+        _check_passport_room(replica.passport(), path, value)
         capability_id, op_id = replica.add_capability(name, data, self.device.clock())
         self.watch.publish_paths([f"capabilities/{capability_id}"])
         pushed = await self._push_now()
@@ -1111,6 +1157,30 @@ async def check_storage(url: str) -> str:
             f"The storage cannot be used: {one_line(error)}", field="storage"
         ) from error
     return url
+
+
+def _check_passport_room(passport: dict[str, Any], path: str, value: Any) -> None:
+    """Refuse a local write after which the passport would pass its limit.
+
+    Raises:
+        InvalidInput: bad path or value.
+        PassportFull: the passport, with ``value`` at ``path``, would be
+            larger than :data:`MAX_PASSPORT_SIZE`.
+    """
+    # The same checks as the write itself, so the tree below can be built.
+    validate_path(path)
+    encode_value(value)
+
+    set_in_tree(passport, path, value)
+    size = len(encode_json(passport))
+    if size > MAX_PASSPORT_SIZE:
+        raise PassportFull(
+            f"The passport would be {size} bytes, over its limit of "
+            f"{MAX_PASSPORT_SIZE}: delete or shorten other values first",
+            size=size,
+            limit=MAX_PASSPORT_SIZE,
+            field="value",
+        )
 
 
 def _storage_location(url: str) -> str:

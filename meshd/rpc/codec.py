@@ -33,6 +33,9 @@ INTERNAL_ERROR = -32603
 # whole passport, small enough that a client cannot make the daemon buffer
 # without bound.
 LINE_LIMIT = 1024 * 1024
+# How much of a text from the client an error repeats: enough to recognise
+# it, never so much that an answer grows with what was sent.
+MAX_ECHO_LENGTH = 80
 
 JsonId = str | int | float | None
 Params = list[Any] | dict[str, Any]
@@ -131,6 +134,12 @@ class LineBuffer:
         del self._buffer[: end + 1]
         self._scanned = 0
         return line
+
+
+def echo(text: str, limit: int = MAX_ECHO_LENGTH) -> str:
+    """A text from the client as an error message or its data repeats it: at
+    most ``limit`` characters, then "..." when it was cut."""
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def parse_line(line: bytes) -> Message | None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from meshd.errors import all_error_classes
+from meshd.rpc import codec
 
 # OpenRPC specification version the discovery document follows.
 OPENRPC_VERSION = "1.2.6"
@@ -118,9 +119,8 @@ class Method:
         named = self._named(params)
         unknown = [name for name in named if name not in self._names()]
         if unknown:
-            raise InvalidParams(
-                f"Invalid params: unknown param {unknown[0]}", param=unknown[0]
-            )
+            shown = codec.echo(unknown[0])
+            raise InvalidParams(f"Invalid params: unknown param {shown}", param=shown)
 
         bound: dict[str, Any] = {}
         for param in self.params:

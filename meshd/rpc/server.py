@@ -26,7 +26,7 @@ from typing import Any
 
 import trio
 
-from meshd.errors import MeshError, TooManyConnections
+from meshd.errors import AnswerTooLarge, MeshError, TooManyConnections
 from meshd.rpc import codec
 from meshd.rpc.codec import ErrorObject, Item, Message, Request
 from meshd.rpc.methods import InvalidParams, MethodTable
@@ -38,6 +38,9 @@ logger = logging.getLogger(__name__)
 _RECEIVE_SIZE = 64 * 1024
 # Time for lines already in the socket buffers to be read when stopping.
 _SETTLE_TIME = 0.05
+# The longest message or data text of an error: room for a sentence that
+# quotes what the client sent, not for all of it.
+MAX_ERROR_TEXT_LENGTH = 500
 
 
 @dataclass(frozen=True)
@@ -119,11 +122,19 @@ class Session:
 
 
 class Dispatcher:
-    """Turns parsed messages into responses by calling the method table."""
+    """Turns parsed messages into responses by calling the method table.
 
-    def __init__(self, table: MethodTable, max_batch: int) -> None:
+    No response is longer than ``line_limit``, the most a client reads in
+    one line: a larger answer is replaced by an ``answer_too_large`` error,
+    so the client learns what to ask instead of losing the connection.
+    """
+
+    def __init__(
+        self, table: MethodTable, max_batch: int, line_limit: int = codec.LINE_LIMIT
+    ) -> None:
         self.table = table
         self.max_batch = max_batch
+        self.line_limit = line_limit
 
     async def answer(self, message: Message, session: Session) -> bytes | None:
         """The line to send (one response or a batch's array), or None."""
@@ -146,7 +157,21 @@ class Dispatcher:
             response = await self.answer_json(item, session)
             if response is not None:
                 responses.append(response)
-        return codec.encode_batch(responses) if responses else None
+        return self._fitted_batch(responses) if responses else None
+
+    def _fitted_batch(self, responses: list[bytes]) -> bytes:
+        """The batch's line, its largest responses replaced by errors while
+        the whole would not fit one line."""
+        total = sum(len(response) + 1 for response in responses) + 1
+        for index in sorted(
+            range(len(responses)), key=lambda i: len(responses[i]), reverse=True
+        ):
+            if total <= self.line_limit:
+                break
+            replaced = self._too_large(json.loads(responses[index])["id"], total)
+            total += len(replaced) - len(responses[index])
+            responses[index] = replaced
+        return codec.encode_batch(responses)
 
     async def answer_item(self, item: Item, session: Session) -> Any:
         """The response to one item as a JSON value, or None for nothing."""
@@ -160,13 +185,38 @@ class Dispatcher:
             ValueError: an error's data cannot be encoded as JSON.
         """
         if isinstance(item, ErrorObject):
-            return codec.encode_json(codec.error_response(item))
-        outcome = await self._call(item, session)
-        if item.notification:
-            return None
-        if isinstance(outcome, ErrorObject):
-            return codec.encode_json(codec.error_response(outcome))
-        return _encoded_result(item, outcome)
+            response = codec.encode_json(codec.error_response(item))
+        else:
+            outcome = await self._call(item, session)
+            if item.notification:
+                return None
+            if isinstance(outcome, ErrorObject):
+                response = codec.encode_json(codec.error_response(outcome))
+            else:
+                response = _encoded_result(item, outcome)
+        if len(response) > self.line_limit:
+            request_id = None if isinstance(item, ErrorObject) else item.request_id
+            return self._too_large(request_id, len(response))
+        return response
+
+    def _too_large(self, request_id: codec.JsonId, size: int) -> bytes:
+        """The error that replaces an answer of ``size`` bytes."""
+        error = AnswerTooLarge(
+            f"The answer is {size} bytes, over the {self.line_limit} one line may"
+            " carry: ask for less at a time (read the passport by path)",
+            size=size,
+            limit=self.line_limit,
+        )
+        response = codec.encode_json(
+            codec.error_response(
+                ErrorObject(error.code, error.message, error.to_data(), request_id)
+            )
+        )
+        # An id near the line limit cannot be repeated: say it with null, as
+        # for a request whose id could not be read.
+        if len(response) > self.line_limit and request_id is not None:
+            return self._too_large(None, size)
+        return response
 
     async def _call(self, request: Request, session: Session) -> Any:
         """The handler's result, or the ErrorObject that replaces it."""
@@ -176,7 +226,7 @@ class Dispatcher:
                 request,
                 codec.METHOD_NOT_FOUND,
                 "Method not found",
-                {"method": request.method},
+                {"method": codec.echo(request.method)},
             )
         try:
             arguments = method.bind(request.params)
@@ -186,11 +236,26 @@ class Dispatcher:
         except InvalidParams as exc:
             return _error(request, codec.INVALID_PARAMS, exc.message, exc.data)
         except MeshError as exc:
-            return _error(request, exc.code, exc.message, exc.to_data())
+            return _error(request, exc.code, *_bounded(exc))
         except Exception:
             # The client learns only that it failed; the log keeps the detail.
             logger.exception("RPC method %s failed", request.method)
             return _error(request, codec.INTERNAL_ERROR, "Internal error")
+
+
+def _bounded(error: MeshError) -> tuple[str, dict[str, Any]]:
+    """An error's message and data, each text cut to MAX_ERROR_TEXT_LENGTH.
+
+    Errors repeat what the client sent (an id, a name) to say what is wrong;
+    however long that was, the answer stays small.
+    """
+    data = {
+        key: codec.echo(value, MAX_ERROR_TEXT_LENGTH)
+        if isinstance(value, str)
+        else value
+        for key, value in error.to_data().items()
+    }
+    return codec.echo(error.message, MAX_ERROR_TEXT_LENGTH), data
 
 
 def _error(request: Request, code: int, message: str, data: Any = None) -> ErrorObject:
@@ -223,7 +288,9 @@ class RpcServer:
         limits: ServerLimits | None = None,
     ) -> None:
         self.limits = limits or ServerLimits()
-        self._dispatcher = Dispatcher(table, self.limits.max_batch)
+        self._dispatcher = Dispatcher(
+            table, self.limits.max_batch, self.limits.line_limit
+        )
         self._listener = trio.SocketListener(listener)
         self._connections = 0
         self._in_flight = 0

@@ -33,7 +33,8 @@ async def answer(message: Any) -> bytes:
     """The line the server sends for a request or a batch."""
     parsed = codec.parse_line(codec.encode_json(message))
     assert parsed is not None
-    sent = await Dispatcher(TABLE, 10, LIMIT).answer(parsed, None)  # type: ignore[arg-type]
+    dispatcher = Dispatcher(TABLE, 10, LIMIT)
+    sent = await dispatcher.answer(parsed, None)  # type: ignore[arg-type]
     assert sent is not None
     return sent
 

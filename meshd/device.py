@@ -68,6 +68,7 @@ from meshd.mesh.proposals import (
     LOCKED,
     PENDING,
     REJECTED,
+    PendingProposal,
     ProposalBook,
     make_join_request,
     propose,
@@ -544,12 +545,13 @@ class Device:
         log = self.require_log()
         found = []
         for pending in self.book.pending(self._now_ms()):
-            # A threshold proof that has its approvals needs nobody any more;
-            # `meshctl proof ID` fetches it.
+            # A threshold proof that has its approvals needs nobody any more
+            # (`meshctl proof ID` fetches it); a request its device replaced
+            # by asking again is not shown.
             if (
                 pending.proposal.kind == AUTH
                 and len(pending.approvals) >= log.state.threshold
-            ):
+            ) or self._newer_request(pending) is not None:
                 continue
             summary = pending.summary(pending.required)
             summary["summary"] = self._describe(pending.proposal)
@@ -641,6 +643,16 @@ class Device:
         log, _ = self.require_member()
         identifier = self._resolve_id(text)
         pending = self.book.get(identifier)
+
+        # Checked before the code, so typing the newer request's code on an
+        # older one costs no attempt.
+        newer = self._newer_request(pending)
+        if newer is not None:
+            raise InvalidState(
+                "The new device asked again: approve its newest request "
+                f"{short_id(newer.id.hex())} with the code it shows now",
+                newer=newer.id.hex(),
+            )
         if pending.code_required and not CODE_PATTERN.fullmatch(code or ""):
             raise InvalidInput(
                 "Type the 6-digit code shown on the new device (--code)",
@@ -662,6 +674,26 @@ class Device:
         self._store_approval(identifier, signed)
         self.try_finalize()
         return self._proposal_result(identifier)
+
+    def _newer_request(self, pending: PendingProposal) -> PendingProposal | None:
+        """The newest open request of the same new device, when it is not
+        ``pending`` itself: a device that runs ``join`` again replaces its
+        request, and only the newest one's code is on its screen."""
+        new = pending.proposal.new_device
+        if new is None:
+            return None
+        same_device = [
+            other
+            for other in self.book.pending(self._now_ms())
+            if other.proposal.new_device is not None
+            and other.proposal.new_device.device_id == new.device_id
+        ]
+        newest = max(
+            same_device,
+            key=lambda other: (other.proposal.created_at, other.id),
+            default=pending,
+        )
+        return None if newest is pending else newest
 
     def _reject_locked(self, identifier: bytes) -> None:
         """Answer no to a request this device locked after wrong codes.

@@ -220,3 +220,21 @@ async def test_status_shows_objects_that_vanished_from_storage(
     assert before["problems"] == []
     assert after["problems"]
     assert any("missing from storage" in warning for warning in after["warnings"])
+
+
+async def test_a_device_that_asks_again_is_approved_only_on_its_newest_request(
+    tmp_path: Path,
+) -> None:
+    phone, laptop, invite = await phone_and_laptop(tmp_path)
+    first = await laptop.request_enrollment(invite, "laptop", "laptop")
+    second = await laptop.request_enrollment(invite, "laptop", "laptop")
+    await phone.sync_round()
+
+    listed = [item["id"] for item in await phone.pending()]
+    with pytest.raises(InvalidState) as refused:
+        await phone.approve(first["request_id"], second["code"])
+    approved = await phone.approve(second["request_id"], second["code"])
+
+    assert listed == [second["request_id"]]
+    assert refused.value.details["newer"] == second["request_id"]
+    assert approved["state"] == "applied"

@@ -501,23 +501,29 @@ class Device:
 
     def my_request(self) -> dict[str, Any] | None:
         """The state of this device's own join or recovery request."""
-        identifier = self.store.setting(_SETTING_REQUEST)
-        if identifier is None or self.log is None:
-            return None
-        self.book.expire(self._now_ms())
-        try:
-            pending = self.book.get(bytes.fromhex(identifier))
-        except UnknownProposal:
+        pending = self._own_request()
+        if pending is None:
             return None
         state = self.state_name
         return {
-            "request_id": identifier,
+            "request_id": pending.id.hex(),
             "code": short_code(pending.signed.body),
             "approvals": len(pending.approvals),
             "rejections": len(pending.rejections),
             "required": pending.required,
             "state": "applied" if state == MEMBER else pending.status,
         }
+
+    def _own_request(self) -> PendingProposal | None:
+        """This device's own join or recovery request, expiry applied."""
+        identifier = self.store.setting(_SETTING_REQUEST)
+        if identifier is None or self.log is None:
+            return None
+        self.book.expire(self._now_ms())
+        try:
+            return self.book.get(bytes.fromhex(identifier))
+        except UnknownProposal:
+            return None
 
     def request_state(self) -> str | None:
         """How this device's own request stands (``pending``, ``expired``,
@@ -527,13 +533,8 @@ class Device:
         The same string object while the state holds, so status can tell a
         change by identity.
         """
-        identifier = self.store.setting(_SETTING_REQUEST)
-        if identifier is None or self.log is None:
-            return None
-        self.book.expire(self._now_ms())
-        try:
-            pending = self.book.get(bytes.fromhex(identifier))
-        except UnknownProposal:
+        pending = self._own_request()
+        if pending is None:
             return None
         if pending.status == PENDING and 0 < pending.required <= len(pending.approvals):
             return AWAITING_FINALIZER
